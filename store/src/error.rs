@@ -1,0 +1,55 @@
+use std::io;
+use std::path::{Path, PathBuf};
+
+use arrow_schema::ArrowError;
+use cellflight_schemas::{InvalidDatasetName, ManifestError};
+use parquet::errors::ParquetError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    InvalidName(#[from] InvalidDatasetName),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}: the dataset already exists; pass --force to replace it", .0.display())]
+    AlreadyExists(PathBuf),
+    #[error("{}: not a cellflight dataset (no {}); it may still be being written", .0.display(), crate::MANIFEST_FILE)]
+    NotADataset(PathBuf),
+    #[error("{path}: {source}")]
+    Manifest {
+        path: PathBuf,
+        source: ManifestError,
+    },
+    #[error("{path}: {source}")]
+    Arrow { path: PathBuf, source: ArrowError },
+    #[error("{path}: {source}")]
+    Parquet { path: PathBuf, source: ParquetError },
+    #[error("{}: the dataset was replaced while it was being opened, again and again; try again", .0.display())]
+    KeptChanging(PathBuf),
+    /// The caller broke the writer's contract (a bug upstream, or bad input it did not check).
+    #[error("cannot write the dataset: {0}")]
+    InvalidInput(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn arrow(path: &Path) -> impl FnOnce(ArrowError) -> Self + '_ {
+        move |source| Self::Arrow {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn parquet(path: &Path) -> impl FnOnce(ParquetError) -> Self + '_ {
+        move |source| Self::Parquet {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The on-disk cellflight dataset (see `docs/format.md`): writing it
+//! atomically, reading its expression matrix zero-copy from a memory map,
+//! and verifying it end to end.
+
+mod commit;
+mod error;
+mod layout;
+mod matrix_reader;
+mod matrix_writer;
+mod reader;
+mod stats;
+mod table_writer;
+mod verify;
+mod writer;
+
+pub use error::StoreError;
+pub use layout::{
+    CELLS_FILE, CELL_ID, GENES_FILE, GENE_ID, GENE_IDX, MANIFEST_FILE, MATRIX_FILE, OBS_NAME,
+    STAT_MEAN, STAT_N_CELLS, STAT_N_GENES, STAT_TOTAL, STAT_VARIANCE, VERSION_METADATA_KEY,
+};
+pub use matrix_reader::Matrix;
+pub use reader::Dataset;
+pub use verify::{verify, Fault};
+pub use writer::{
+    CellRows, CsrRows, DatasetDescription, DatasetSpec, DatasetWriter, MatrixSpec, Origin,
+    WriteMode, DEFAULT_CELLS_PER_BATCH,
+};

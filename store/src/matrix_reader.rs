@@ -1,0 +1,160 @@
+//! `matrix.arrow` memory-mapped and read zero-copy: a run of consecutive
+//! cells is a slice of one or two stored batches, never a copy.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::convert::fb_to_schema;
+use arrow_ipc::reader::{read_footer_length, FileDecoder};
+use arrow_ipc::{root_as_footer, Block};
+use arrow_schema::{ArrowError, SchemaRef};
+
+use crate::{StoreError, VERSION_METADATA_KEY};
+
+pub struct Matrix {
+    path: PathBuf,
+    buffer: Buffer,
+    schema: SchemaRef,
+    decoder: FileDecoder,
+    blocks: Vec<Block>,
+    /// Decoded (and validated) on first use; decoding is cheap but not free.
+    batches: Vec<OnceLock<RecordBatch>>,
+    cells_per_batch: u64,
+    n_cells: u64,
+}
+
+/// Opening found a file of another version than the manifest's.
+pub(crate) struct VersionRaced;
+
+impl Matrix {
+    pub(crate) fn open(
+        path: &Path,
+        version: &str,
+        cells_per_batch: u32,
+        n_cells: u64,
+    ) -> Result<Result<Self, VersionRaced>, StoreError> {
+        let file = File::open(path).map_err(StoreError::io(path))?;
+        // SAFETY: dataset files are never modified in place: a new version is
+        // written elsewhere and renamed over, so the mapped bytes stay fixed.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(path))?;
+        let buffer = Buffer::from(bytes::Bytes::from_owner(mmap));
+        let (decoder, blocks, schema) = read_footer(&buffer).map_err(StoreError::arrow(path))?;
+        if schema
+            .metadata()
+            .get(VERSION_METADATA_KEY)
+            .map(String::as_str)
+            != Some(version)
+        {
+            return Ok(Err(VersionRaced));
+        }
+        Ok(Ok(Self {
+            path: path.to_owned(),
+            batches: blocks.iter().map(|_| OnceLock::new()).collect(),
+            buffer,
+            schema,
+            decoder,
+            blocks,
+            cells_per_batch: u64::from(cells_per_batch),
+            n_cells,
+        }))
+    }
+
+    pub fn n_cells(&self) -> u64 {
+        self.n_cells
+    }
+
+    pub fn n_batches(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The stored schema, with the dataset version in its metadata.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Stored batch `index`, decoded and validated once.
+    pub fn batch(&self, index: usize) -> Result<&RecordBatch, StoreError> {
+        let slot = self.batches.get(index).ok_or_else(|| {
+            StoreError::InvalidInput(format!(
+                "batch {index} requested of a matrix with {} batches",
+                self.blocks.len()
+            ))
+        })?;
+        if let Some(batch) = slot.get() {
+            return Ok(batch);
+        }
+        let batch = self.decode(index).map_err(StoreError::arrow(&self.path))?;
+        Ok(slot.get_or_init(|| batch))
+    }
+
+    fn decode(&self, index: usize) -> Result<RecordBatch, ArrowError> {
+        let block = &self.blocks[index];
+        let length = block.metaDataLength() as usize + block.bodyLength() as usize;
+        let offset = usize::try_from(block.offset())
+            .map_err(|_| ArrowError::IpcError(format!("negative offset of batch {index}")))?;
+        if offset
+            .checked_add(length)
+            .is_none_or(|end| end > self.buffer.len())
+        {
+            return Err(ArrowError::IpcError(format!(
+                "batch {index} lies beyond the end of the file"
+            )));
+        }
+        let data = self.buffer.slice_with_length(offset, length);
+        self.decoder
+            .read_record_batch(block, &data)?
+            .ok_or_else(|| ArrowError::IpcError(format!("batch {index} is empty")))
+    }
+
+    /// Cells `cells` as zero-copy slices of the stored batches, in order.
+    pub fn cells(&self, cells: Range<u64>) -> Result<Vec<RecordBatch>, StoreError> {
+        if cells.start > cells.end || cells.end > self.n_cells {
+            return Err(StoreError::InvalidInput(format!(
+                "cells {cells:?} requested of a matrix of {} cells",
+                self.n_cells
+            )));
+        }
+        let mut slices = Vec::new();
+        let mut next = cells.start;
+        while next < cells.end {
+            let index = next / self.cells_per_batch;
+            let batch_start = index * self.cells_per_batch;
+            let batch = self.batch(index as usize)?;
+            let end = cells.end.min(batch_start + batch.num_rows() as u64);
+            if end <= next {
+                return Err(StoreError::InvalidInput(format!(
+                    "stored batch {index} is shorter than the manifest says"
+                )));
+            }
+            let offset = (next - batch_start) as usize;
+            slices.push(batch.slice(offset, (end - next) as usize));
+            next = end;
+        }
+        Ok(slices)
+    }
+}
+
+fn read_footer(buffer: &Buffer) -> Result<(FileDecoder, Vec<Block>, SchemaRef), ArrowError> {
+    let malformed = || ArrowError::IpcError("not an Arrow IPC file".into());
+    let trailer_start = buffer.len().checked_sub(10).ok_or_else(malformed)?;
+    let trailer: [u8; 10] = buffer[trailer_start..]
+        .try_into()
+        .map_err(|_| malformed())?;
+    let footer_len = read_footer_length(trailer)?;
+    let footer_start = trailer_start
+        .checked_sub(footer_len)
+        .ok_or_else(malformed)?;
+    let footer = root_as_footer(&buffer[footer_start..trailer_start])
+        .map_err(|e| ArrowError::IpcError(format!("unreadable IPC footer: {e}")))?;
+    let schema = Arc::new(fb_to_schema(footer.schema().ok_or_else(malformed)?));
+    let decoder = FileDecoder::new(schema.clone(), footer.version()).with_require_alignment(true);
+    let blocks = footer
+        .recordBatches()
+        .map(|b| b.iter().copied().collect())
+        .unwrap_or_default();
+    Ok((decoder, blocks, schema))
+}

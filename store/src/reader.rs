@@ -1,0 +1,127 @@
+//! [`Dataset::open`]: one consistent version of a dataset, even while
+//! `ingest --force` replaces it.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use cellflight_schemas::Manifest;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::ParquetMetaDataReader;
+
+use crate::matrix_reader::{Matrix, VersionRaced};
+use crate::{StoreError, MANIFEST_FILE, VERSION_METADATA_KEY};
+
+/// An opened dataset. Every file handle it holds belongs to the version its
+/// manifest names, and stays readable after the dataset is replaced.
+pub struct Dataset {
+    dir: PathBuf,
+    manifest: Manifest,
+    matrix: Option<Matrix>,
+    cells: File,
+    genes: File,
+}
+
+/// A replacement can land between reading the manifest and opening the
+/// files; each retry starts over from the new manifest.
+const OPEN_ATTEMPTS: usize = 5;
+
+impl Dataset {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        for _ in 0..OPEN_ATTEMPTS {
+            if let Ok(dataset) = Self::open_once(dir)? {
+                return Ok(dataset);
+            }
+        }
+        Err(StoreError::KeptChanging(dir.to_owned()))
+    }
+
+    fn open_once(dir: &Path) -> Result<Result<Self, VersionRaced>, StoreError> {
+        let manifest = read_manifest(dir)?;
+        let version = manifest.version.as_str();
+        let Ok(cells) = open_table(&dir.join(&manifest.cells.file), version)? else {
+            return Ok(Err(VersionRaced));
+        };
+        let Ok(genes) = open_table(&dir.join(&manifest.genes.file), version)? else {
+            return Ok(Err(VersionRaced));
+        };
+        let matrix = match &manifest.matrix {
+            None => None,
+            Some(layout) => {
+                let path = dir.join(&layout.file);
+                match Matrix::open(&path, version, layout.cells_per_batch, manifest.n_cells)? {
+                    Ok(matrix) => Some(matrix),
+                    Err(raced) => return Ok(Err(raced)),
+                }
+            }
+        };
+        Ok(Ok(Self {
+            dir: dir.to_owned(),
+            manifest,
+            matrix,
+            cells,
+            genes,
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// `None` for an obs-only dataset.
+    pub fn matrix(&self) -> Option<&Matrix> {
+        self.matrix.as_ref()
+    }
+
+    /// A reader of `cells.parquet` (obs) of this version.
+    pub fn cells(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
+        table_reader(&self.cells, &self.dir.join(&self.manifest.cells.file))
+    }
+
+    /// A reader of `genes.parquet` (var) of this version.
+    pub fn genes(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
+        table_reader(&self.genes, &self.dir.join(&self.manifest.genes.file))
+    }
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && dir.is_dir() => {
+            return Err(StoreError::NotADataset(dir.to_owned()))
+        }
+        other => other.map_err(StoreError::io(&path))?,
+    };
+    Manifest::from_json(&text).map_err(|source| StoreError::Manifest { path, source })
+}
+
+fn open_table(path: &Path, version: &str) -> Result<Result<File, VersionRaced>, StoreError> {
+    let file = File::open(path).map_err(StoreError::io(path))?;
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(StoreError::parquet(path))?;
+    let stamped = metadata
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .find(|kv| kv.key == VERSION_METADATA_KEY)
+        .and_then(|kv| kv.value.as_deref());
+    Ok(if stamped == Some(version) {
+        Ok(file)
+    } else {
+        Err(VersionRaced)
+    })
+}
+
+fn table_reader(
+    file: &File,
+    path: &Path,
+) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
+    let file = file.try_clone().map_err(StoreError::io(path))?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(StoreError::parquet(path))
+}
