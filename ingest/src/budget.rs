@@ -1,0 +1,31 @@
+//! How much of the matrix one step may hold in memory.
+
+/// The ingest's memory budget in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget(pub u64);
+
+/// An entry held while a chunk is converted: index (4 B) and value (8 B)
+/// read from the file, then again after zeros are dropped and in the
+/// writer's pending batch.
+const BYTES_PER_HELD_ENTRY: u64 = 3 * 12;
+
+/// The smallest budget that still leaves room for one row of a wide matrix.
+pub const MIN_BUDGET: u64 = 64 << 20;
+
+impl MemoryBudget {
+    /// Matrix entries one chunk may hold: a quarter of the budget, leaving
+    /// the rest to obs rows, statistics and the writer's buffers.
+    pub fn entries_per_chunk(self) -> u64 {
+        (self.0 / 4 / BYTES_PER_HELD_ENTRY).max(1)
+    }
+
+    /// Rows whose row pointers are read at once.
+    pub fn rows_per_window(self) -> u64 {
+        (self.0 / 16 / 8).clamp(1, 1 << 20)
+    }
+
+    /// Bytes a spill bucket of the CSC transpose may hold when loaded.
+    pub fn bucket_bytes(self) -> u64 {
+        self.0 / 4
+    }
+}

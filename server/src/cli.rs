@@ -1,0 +1,100 @@
+//! Command-line flags; every flag of `serve` can also come from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::size::ByteSize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cellflight",
+    version,
+    about = "Single-cell expression data served to trainers over Arrow Flight"
+)]
+pub struct Cli {
+    /// Log filter, e.g. `info` or `cellflight=debug`.
+    #[arg(long = "log", env = "CELLFLIGHT_LOG", global = true)]
+    pub log_filter: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve datasets over Arrow Flight (with no --data: a generated demo dataset).
+    Serve(ServeArgs),
+    /// Turn an AnnData .h5ad file into a dataset.
+    Ingest(IngestArgs),
+    /// Write a synthetic Tahoe-like dataset (and optionally the same data as .h5ad).
+    Generate(GenerateArgs),
+    /// Describe a dataset; with --verify, check it end to end.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A dataset directory, or a directory of them. Default: the demo dataset, generated on first run.
+    #[arg(long, env = "CELLFLIGHT_DATA")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CELLFLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Where the demo dataset is kept. Default: $XDG_CACHE_HOME/cellflight or ~/.cache/cellflight.
+    #[arg(long, env = "CELLFLIGHT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The AnnData file to read.
+    pub input: PathBuf,
+    /// The dataset directory to write; its name is the dataset's name ([a-z][a-z0-9_]*).
+    pub output: PathBuf,
+    /// Take the matrix from layers/NAME instead of X.
+    #[arg(long, value_name = "NAME", conflicts_with = "raw")]
+    pub layer: Option<String>,
+    /// Take the matrix from raw/X (with raw/var) instead of X.
+    #[arg(long)]
+    pub raw: bool,
+    /// Replace an existing dataset, atomically.
+    #[arg(long)]
+    pub force: bool,
+    /// Memory budget, e.g. 512MiB or 4GiB.
+    #[arg(long, default_value = "4GiB")]
+    pub memory: ByteSize,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The dataset directory to write; its name is the dataset's name.
+    pub output: PathBuf,
+    /// Number of cells.
+    #[arg(long)]
+    pub cells: u64,
+    /// Number of genes.
+    #[arg(long, default_value_t = 62_710)]
+    pub genes: u64,
+    /// Random seed: the same seed gives the same dataset.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the same data as an uncompressed .h5ad file, as anndata writes it.
+    #[arg(long, value_name = "FILE", conflicts_with = "obs_only")]
+    pub h5ad: Option<PathBuf>,
+    /// Write only the cell and gene metadata, no matrix (for SQL benchmarks).
+    #[arg(long)]
+    pub obs_only: bool,
+    /// Replace an existing dataset, atomically.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The dataset directory.
+    pub dir: PathBuf,
+    /// Check everything (files against the manifest, the matrix cell by cell, statistics); exit non-zero on any fault.
+    #[arg(long)]
+    pub verify: bool,
+}
