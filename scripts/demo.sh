@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs `cellflight serve` on the built-in demo dataset (100,000 Tahoe-like
+# cells, generated into ~/.cache/cellflight on first run). Extra arguments go
+# to `serve`, e.g. `scripts/demo.sh --listen 127.0.0.1:50052`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache="${CELLFLIGHT_CACHE:-$HOME/.cache/cellflight}"
+# The same build directory as scripts/test.sh: one build serves both.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+exec cargo run --locked --quiet -p cellflight -- serve "$@"
