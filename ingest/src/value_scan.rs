@@ -1,40 +1,37 @@
 //! The pre-pass: the narrowest value type that holds every stored value
 //! exactly, decided before a single row is written.
 
-use cellflight_h5ad::{MatrixEncoding, MatrixSource};
-use cellflight_schemas::ValueType;
+use std::ops::Range;
 
+use cellflight_h5ad::{MatrixEncoding, MatrixSource};
+use cellflight_schemas::{ValueType, ValueTypeScan};
+
+use crate::pipeline::windows;
 use crate::{IngestError, MemoryBudget};
 
 pub(crate) fn narrowest_value_type(
     source: &MatrixSource,
     budget: MemoryBudget,
 ) -> Result<ValueType, IngestError> {
-    let mut narrowest = ValueType::UInt8;
-    let mut widen_by = |values: &[f64]| {
-        for &value in values {
-            // Once f64 is needed nothing wider exists; stop looking.
-            if narrowest == ValueType::Float64 {
-                return;
-            }
-            narrowest = narrowest.widen(ValueType::narrowest_for(value));
-        }
+    let (n_cells, n_genes) = source.shape();
+    let (total, step) = match source.encoding() {
+        MatrixEncoding::Dense => (
+            n_cells,
+            (budget.entries_per_chunk() / n_genes.max(1)).max(1),
+        ),
+        MatrixEncoding::Csr | MatrixEncoding::Csc => (source.nnz(), budget.entries_per_chunk()),
     };
-    match source.encoding() {
-        MatrixEncoding::Dense => {
-            let (n_cells, n_genes) = source.shape();
-            let rows = (budget.entries_per_chunk() / n_genes.max(1)).max(1);
-            for start in (0..n_cells).step_by(rows as usize) {
-                widen_by(&source.dense_rows(start..(start + rows).min(n_cells))?);
-            }
-        }
-        MatrixEncoding::Csr | MatrixEncoding::Csc => {
-            let nnz = source.nnz();
-            let step = budget.entries_per_chunk();
-            for start in (0..nnz).step_by(step as usize) {
-                widen_by(&source.values(start..(start + step).min(nnz))?);
-            }
+    let read = |range: Range<u64>| match source.encoding() {
+        MatrixEncoding::Dense => source.dense_rows(range),
+        MatrixEncoding::Csr | MatrixEncoding::Csc => source.values(range),
+    };
+    let mut scan = ValueTypeScan::default();
+    for range in windows(total, step) {
+        read(range)?.iter().for_each(|&value| scan.add(value));
+        // Nothing is wider than float64: the rest of the file cannot change the answer.
+        if scan.is_widest() {
+            break;
         }
     }
-    Ok(narrowest)
+    Ok(scan.finish())
 }

@@ -42,32 +42,25 @@ pub enum ValueType {
 impl ValueType {
     /// The narrowest type holding `value` exactly.
     pub fn narrowest_for(value: f64) -> Self {
-        let is_count = value >= 0.0 && value.fract() == 0.0;
-        if is_count && value <= f64::from(u8::MAX) {
-            Self::UInt8
-        } else if is_count && value <= f64::from(u16::MAX) {
-            Self::UInt16
-        } else if is_count && value <= f64::from(u32::MAX) {
-            Self::UInt32
-        } else if f64::from(value as f32) == value || value.is_nan() {
-            Self::Float32
-        } else {
-            Self::Float64
-        }
+        let mut scan = ValueTypeScan::default();
+        scan.add(value);
+        scan.finish()
     }
 
     /// Whether `value` is stored in this type without change.
     pub fn holds(self, value: f64) -> bool {
-        self.widen(Self::narrowest_for(value)) == self
+        match self {
+            Self::Float64 => true,
+            Self::Float32 => exact_in_f32(value),
+            count => is_count(value) && value <= count.max_count(),
+        }
     }
 
-    /// The narrowest type holding every value that `self` or `other` holds.
-    pub fn widen(self, other: Self) -> Self {
-        use ValueType::*;
-        match (self.max(other), self.min(other)) {
-            // A large count is not exact in f32, so it forces f64.
-            (Float32, UInt32) => Float64,
-            (wider, _) => wider,
+    fn max_count(self) -> f64 {
+        match self {
+            Self::UInt8 => f64::from(u8::MAX),
+            Self::UInt16 => f64::from(u16::MAX),
+            _ => f64::from(u32::MAX),
         }
     }
 
@@ -89,6 +82,62 @@ impl ValueType {
             Self::Float64 => 8,
         }
     }
+}
+
+/// Finds the narrowest type holding every one of many values exactly: the
+/// smallest unsigned type when all are counts, else float32 when every value
+/// survives a round trip through it, else float64.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueTypeScan {
+    largest_count: f64,
+    all_counts: bool,
+    all_exact_in_f32: bool,
+}
+
+impl Default for ValueTypeScan {
+    fn default() -> Self {
+        Self {
+            largest_count: 0.0,
+            all_counts: true,
+            all_exact_in_f32: true,
+        }
+    }
+}
+
+impl ValueTypeScan {
+    pub fn add(&mut self, value: f64) {
+        if is_count(value) {
+            self.largest_count = self.largest_count.max(value);
+        } else {
+            self.all_counts = false;
+        }
+        self.all_exact_in_f32 &= exact_in_f32(value);
+    }
+
+    /// Nothing narrower than f64 can come of more values.
+    pub fn is_widest(&self) -> bool {
+        !self.all_exact_in_f32
+    }
+
+    pub fn finish(&self) -> ValueType {
+        let counts = [ValueType::UInt8, ValueType::UInt16, ValueType::UInt32];
+        let fitting_count = counts
+            .into_iter()
+            .find(|t| self.largest_count <= t.max_count());
+        match fitting_count {
+            Some(count) if self.all_counts => count,
+            _ if self.all_exact_in_f32 => ValueType::Float32,
+            _ => ValueType::Float64,
+        }
+    }
+}
+
+fn is_count(value: f64) -> bool {
+    value >= 0.0 && value.fract() == 0.0
+}
+
+fn exact_in_f32(value: f64) -> bool {
+    f64::from(value as f32) == value || value.is_nan()
 }
 
 #[cfg(test)]
@@ -125,12 +174,22 @@ mod tests {
         assert!(Float64.holds(0.1) && Float64.holds(4e9));
     }
 
+    fn scanned(values: &[f64]) -> ValueType {
+        let mut scan = ValueTypeScan::default();
+        values.iter().for_each(|&v| scan.add(v));
+        scan.finish()
+    }
+
     #[test]
-    fn widening_keeps_every_value_exact() {
-        assert_eq!(UInt8.widen(UInt16), UInt16);
-        assert_eq!(UInt16.widen(Float32), Float32);
-        assert_eq!(UInt32.widen(Float32), Float64);
-        assert_eq!(Float32.widen(UInt32), Float64);
-        assert_eq!(Float64.widen(UInt8), Float64);
+    fn many_values_get_the_narrowest_type_holding_them_all() {
+        assert_eq!(scanned(&[]), UInt8);
+        assert_eq!(scanned(&[1.0, 255.0, 3.0]), UInt8);
+        assert_eq!(scanned(&[1.0, 300.0]), UInt16);
+        assert_eq!(scanned(&[70_001.0, 0.5]), Float32);
+        assert_eq!(scanned(&[16_777_217.0, 0.5]), Float64);
+        assert_eq!(scanned(&[16_777_217.0, 1.0]), UInt32);
+        assert_eq!(scanned(&[1e10, 3.0]), Float32);
+        assert_eq!(scanned(&[-1.0, 2.0]), Float32);
+        assert_eq!(scanned(&[0.1, 2.0]), Float64);
     }
 }

@@ -8,7 +8,7 @@ mod manifest;
 mod matrix_schema;
 
 pub use dataset_name::{DatasetName, InvalidDatasetName};
-pub use dtype::{IndexType, ValueType};
+pub use dtype::{IndexType, ValueType, ValueTypeScan};
 pub use manifest::{
     Categorical, Manifest, ManifestError, MatrixLayout, Provenance, TableLayout, FORMAT_NAME,
     FORMAT_VERSION,
