@@ -24,6 +24,12 @@ pub enum StoreError {
     Arrow { path: PathBuf, source: ArrowError },
     #[error("{path}: {source}")]
     Parquet { path: PathBuf, source: ParquetError },
+    #[error("{}: belongs to dataset version {found}, but the manifest says {manifest}: the dataset is damaged (files of two versions)", .file.display())]
+    VersionMismatch {
+        file: PathBuf,
+        manifest: String,
+        found: String,
+    },
     #[error("{}: the dataset was replaced while it was being opened, again and again; try again", .0.display())]
     KeptChanging(PathBuf),
     /// The caller broke the writer's contract (a bug upstream, or bad input it did not check).

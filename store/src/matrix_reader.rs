@@ -27,8 +27,12 @@ pub struct Matrix {
     n_cells: u64,
 }
 
-/// Opening found a file of another version than the manifest's.
-pub(crate) struct VersionRaced;
+/// Opening found a file stamped with another version than the manifest's.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VersionMismatch {
+    pub file: PathBuf,
+    pub found: Option<String>,
+}
 
 impl Matrix {
     pub(crate) fn open(
@@ -36,20 +40,19 @@ impl Matrix {
         version: &str,
         cells_per_batch: u32,
         n_cells: u64,
-    ) -> Result<Result<Self, VersionRaced>, StoreError> {
+    ) -> Result<Result<Self, VersionMismatch>, StoreError> {
         let file = File::open(path).map_err(StoreError::io(path))?;
         // SAFETY: dataset files are never modified in place: a new version is
         // written elsewhere and renamed over, so the mapped bytes stay fixed.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(path))?;
         let buffer = Buffer::from(bytes::Bytes::from_owner(mmap));
         let (decoder, blocks, schema) = read_footer(&buffer).map_err(StoreError::arrow(path))?;
-        if schema
-            .metadata()
-            .get(VERSION_METADATA_KEY)
-            .map(String::as_str)
-            != Some(version)
-        {
-            return Ok(Err(VersionRaced));
+        let found = schema.metadata().get(VERSION_METADATA_KEY);
+        if found.map(String::as_str) != Some(version) {
+            return Ok(Err(VersionMismatch {
+                file: path.to_owned(),
+                found: found.cloned(),
+            }));
         }
         Ok(Ok(Self {
             path: path.to_owned(),

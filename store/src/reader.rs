@@ -9,7 +9,7 @@ use cellflight_schemas::Manifest;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::matrix_reader::{Matrix, VersionRaced};
+use crate::matrix_reader::{Matrix, VersionMismatch};
 use crate::{StoreError, MANIFEST_FILE, VERSION_METADATA_KEY};
 
 /// An opened dataset. Every file handle it holds belongs to the version its
@@ -27,23 +27,40 @@ pub struct Dataset {
 const OPEN_ATTEMPTS: usize = 5;
 
 impl Dataset {
+    /// A file whose version differs from the manifest's twice in a row,
+    /// under the same manifest, is not a race but a damaged dataset.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let mut previous = None;
         for _ in 0..OPEN_ATTEMPTS {
-            if let Ok(dataset) = Self::open_once(dir)? {
-                return Ok(dataset);
+            match Self::open_once(dir)? {
+                Ok(dataset) => return Ok(dataset),
+                Err(mismatch) if previous.as_ref() == Some(&mismatch) => {
+                    let (manifest_version, file) = mismatch;
+                    return Err(StoreError::VersionMismatch {
+                        file: file.file,
+                        manifest: manifest_version,
+                        found: file.found.unwrap_or_else(|| "none".into()),
+                    });
+                }
+                Err(mismatch) => previous = Some(mismatch),
             }
         }
         Err(StoreError::KeptChanging(dir.to_owned()))
     }
 
-    fn open_once(dir: &Path) -> Result<Result<Self, VersionRaced>, StoreError> {
+    /// Opens every file, or says which one belongs to another version than
+    /// the manifest read (whose version comes with it).
+    fn open_once(dir: &Path) -> Result<Result<Self, (String, VersionMismatch)>, StoreError> {
         let manifest = read_manifest(dir)?;
         let version = manifest.version.as_str();
-        let Ok(cells) = open_table(&dir.join(&manifest.cells.file), version)? else {
-            return Ok(Err(VersionRaced));
+        let mismatch = |file| Ok(Err((version.to_owned(), file)));
+        let cells = match open_table(&dir.join(&manifest.cells.file), version)? {
+            Ok(file) => file,
+            Err(other) => return mismatch(other),
         };
-        let Ok(genes) = open_table(&dir.join(&manifest.genes.file), version)? else {
-            return Ok(Err(VersionRaced));
+        let genes = match open_table(&dir.join(&manifest.genes.file), version)? {
+            Ok(file) => file,
+            Err(other) => return mismatch(other),
         };
         let matrix = match &manifest.matrix {
             None => None,
@@ -51,7 +68,7 @@ impl Dataset {
                 let path = dir.join(&layout.file);
                 match Matrix::open(&path, version, layout.cells_per_batch, manifest.n_cells)? {
                     Ok(matrix) => Some(matrix),
-                    Err(raced) => return Ok(Err(raced)),
+                    Err(other) => return mismatch(other),
                 }
             }
         };
@@ -99,7 +116,7 @@ fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
     Manifest::from_json(&text).map_err(|source| StoreError::Manifest { path, source })
 }
 
-fn open_table(path: &Path, version: &str) -> Result<Result<File, VersionRaced>, StoreError> {
+fn open_table(path: &Path, version: &str) -> Result<Result<File, VersionMismatch>, StoreError> {
     let file = File::open(path).map_err(StoreError::io(path))?;
     let metadata = ParquetMetaDataReader::new()
         .parse_and_finish(&file)
@@ -110,11 +127,14 @@ fn open_table(path: &Path, version: &str) -> Result<Result<File, VersionRaced>, 
         .into_iter()
         .flatten()
         .find(|kv| kv.key == VERSION_METADATA_KEY)
-        .and_then(|kv| kv.value.as_deref());
-    Ok(if stamped == Some(version) {
+        .and_then(|kv| kv.value.clone());
+    Ok(if stamped.as_deref() == Some(version) {
         Ok(file)
     } else {
-        Err(VersionRaced)
+        Err(VersionMismatch {
+            file: path.to_owned(),
+            found: stamped,
+        })
     })
 }
 

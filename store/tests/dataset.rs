@@ -475,3 +475,18 @@ fn column_names(batch: &RecordBatch) -> Vec<String> {
         .map(|f| f.name().clone())
         .collect()
 }
+
+#[test]
+fn a_file_from_another_version_is_named_as_damage_not_a_race() {
+    let root = tempfile::tempdir().unwrap();
+    let (first, second) = (root.path().join("one/demo"), root.path().join("two/demo"));
+    write_example(&first, WriteMode::CreateNew).unwrap();
+    let other = write_example(&second, WriteMode::CreateNew).unwrap();
+    std::fs::copy(second.join(MATRIX_FILE), first.join(MATRIX_FILE)).unwrap();
+    let err = Dataset::open(&first).err().unwrap().to_string();
+    assert!(
+        err.contains(MATRIX_FILE) && err.contains(&other.version),
+        "{err}"
+    );
+    assert!(err.contains("damaged"), "{err}");
+}
