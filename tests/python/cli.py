@@ -1,0 +1,63 @@
+"""Finding and running the real `cellflight` binary."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+from cellflight_dataset import Dataset, load_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def binary_path() -> Path:
+    if os.environ.get("CELLFLIGHT_BIN"):
+        return Path(os.environ["CELLFLIGHT_BIN"])
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or "target")
+    return (target if target.is_absolute() else REPO / target) / "debug" / "cellflight"
+
+
+class Cellflight:
+    """Runs the binary; every call has a timeout so a hang fails the test."""
+
+    def __init__(self, exe: Path):
+        self.exe = exe
+
+    def argv(self, *args) -> list[str]:
+        return [str(self.exe), *map(str, args)]
+
+    def run(self, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout)
+
+    def popen(self, *args) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def ok(self, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+        result = self.run(*args, timeout=timeout)
+        assert result.returncode == 0, describe(result)
+        return result
+
+    def fails(self, *args, mentions=()) -> str:
+        """Runs a command that must fail; its stderr must contain every one of
+        `mentions` (case-insensitively). Returns stderr."""
+        result = self.run(*args)
+        assert result.returncode != 0, describe(result)
+        assert result.stderr.strip(), f"no error message on stderr\n{describe(result)}"
+        missing = [m for m in mentions if str(m).lower() not in result.stderr.lower()]
+        assert not missing, f"stderr does not mention {missing}\n{describe(result)}"
+        return result.stderr
+
+    def ingest(self, source: Path, output: Path, *flags) -> Dataset:
+        """Ingests into `output` (its parent made first) and loads the result."""
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        self.ok("ingest", source, output, *flags)
+        return load_dataset(output)
+
+
+def describe(result: subprocess.CompletedProcess) -> str:
+    return (
+        f"$ {shlex.join(map(str, result.args))}\nexit code {result.returncode}\n"
+        f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
