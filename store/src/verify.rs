@@ -2,6 +2,7 @@
 //! files themselves (the matrix re-read cell by cell, statistics recomputed).
 
 use std::fmt;
+use std::fs::File;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -9,6 +10,7 @@ use arrow_array::types::{Float64Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use cellflight_schemas::{matrix_schema, Categorical, MatrixLayout};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::stats::GeneStats;
 use crate::*;
@@ -45,6 +47,15 @@ struct Checker {
     cell_totals: Vec<f64>,
     gene_stats: GeneStats,
     faults: Vec<Fault>,
+}
+
+/// One of the two Parquet tables, as the manifest describes it.
+struct Table<'a> {
+    dir: &'a Path,
+    file: &'static str,
+    id: &'static str,
+    categoricals: &'a [Categorical],
+    rows: u64,
 }
 
 /// Faults past this many are counted, not listed.
@@ -176,25 +187,59 @@ impl Checker {
     }
 
     fn check_cells(&mut self, dataset: &Dataset) -> Result<(), StoreError> {
-        let categoricals = dataset.manifest().cells.categoricals.clone();
-        let mut next_id = 0u64;
-        for batch in dataset
-            .cells()?
-            .build()
-            .map_err(parquet_err(dataset, CELLS_FILE))?
-        {
-            let batch = batch.map_err(|e| StoreError::arrow(&dataset.dir().join(CELLS_FILE))(e))?;
-            self.check_ids(CELLS_FILE, CELL_ID, next_id, &batch);
-            self.check_categoricals(CELLS_FILE, &categoricals, &batch);
-            if self.has_matrix {
-                self.check_cell_stats(next_id as usize, &batch);
+        let table = Table {
+            dir: dataset.dir(),
+            file: CELLS_FILE,
+            id: CELL_ID,
+            categoricals: &dataset.manifest().cells.categoricals,
+            rows: self.n_cells,
+        };
+        let has_matrix = self.has_matrix;
+        self.check_table(dataset.cells()?, table, |checker, first, batch| {
+            if has_matrix {
+                checker.check_cell_stats(first, batch);
             }
+        })
+    }
+
+    fn check_genes(&mut self, dataset: &Dataset) -> Result<(), StoreError> {
+        let table = Table {
+            dir: dataset.dir(),
+            file: GENES_FILE,
+            id: GENE_IDX,
+            categoricals: &dataset.manifest().genes.categoricals,
+            rows: self.n_genes,
+        };
+        let means = self.gene_stats.means(self.n_cells);
+        let variances = self.gene_stats.variances(self.n_cells);
+        let has_matrix = self.has_matrix;
+        self.check_table(dataset.genes()?, table, |checker, first, batch| {
+            if has_matrix {
+                checker.check_gene_stats(first, batch, &means, &variances);
+            }
+        })
+    }
+
+    /// Walks a table once: ids, categoricals, then `check_stats(first row, batch)`.
+    fn check_table(
+        &mut self,
+        reader: ParquetRecordBatchReaderBuilder<File>,
+        table: Table<'_>,
+        mut check_stats: impl FnMut(&mut Self, usize, &RecordBatch),
+    ) -> Result<(), StoreError> {
+        let path = &table.dir.join(table.file);
+        let mut next_id = 0u64;
+        for batch in reader.build().map_err(StoreError::parquet(path))? {
+            let batch = batch.map_err(StoreError::arrow(path))?;
+            self.check_ids(table.file, table.id, next_id, &batch);
+            self.check_categoricals(table.file, table.categoricals, &batch);
+            check_stats(self, next_id as usize, &batch);
             next_id += batch.num_rows() as u64;
         }
-        if next_id != self.n_cells {
+        if next_id != table.rows {
             self.fault(format!(
-                "{CELLS_FILE}: {next_id} rows, manifest says {}",
-                self.n_cells
+                "{}: {next_id} rows, manifest says {}",
+                table.file, table.rows
             ));
         }
         Ok(())
@@ -220,33 +265,6 @@ impl Checker {
                 ));
             }
         }
-    }
-
-    fn check_genes(&mut self, dataset: &Dataset) -> Result<(), StoreError> {
-        let categoricals = dataset.manifest().genes.categoricals.clone();
-        let mut next_id = 0u64;
-        let means = self.gene_stats.means(self.n_cells);
-        let variances = self.gene_stats.variances(self.n_cells);
-        for batch in dataset
-            .genes()?
-            .build()
-            .map_err(parquet_err(dataset, GENES_FILE))?
-        {
-            let batch = batch.map_err(|e| StoreError::arrow(&dataset.dir().join(GENES_FILE))(e))?;
-            self.check_ids(GENES_FILE, GENE_IDX, next_id, &batch);
-            self.check_categoricals(GENES_FILE, &categoricals, &batch);
-            if self.has_matrix {
-                self.check_gene_stats(next_id as usize, &batch, &means, &variances);
-            }
-            next_id += batch.num_rows() as u64;
-        }
-        if next_id != self.n_genes {
-            self.fault(format!(
-                "{GENES_FILE}: {next_id} rows, manifest says {}",
-                self.n_genes
-            ));
-        }
-        Ok(())
     }
 
     fn check_gene_stats(
@@ -333,13 +351,6 @@ impl Checker {
             }
         }
     }
-}
-
-fn parquet_err<'a>(
-    dataset: &'a Dataset,
-    file: &'a str,
-) -> impl FnOnce(parquet::errors::ParquetError) -> StoreError + 'a {
-    move |e| StoreError::parquet(&dataset.dir().join(file))(e)
 }
 
 fn column<'a, T: arrow_array::ArrowPrimitiveType>(
