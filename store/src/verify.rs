@@ -281,10 +281,11 @@ impl Checker {
             self.fault(format!("{GENES_FILE}: gene statistics missing or mistyped"));
             return;
         };
+        let counts = self.gene_stats.n_cells();
         let end = (first + batch.num_rows()).min(means.len());
         for gene in first..end {
             let row = gene - first;
-            let agrees = n_cells.value(row) == self.gene_stats.n_cells()[gene]
+            let agrees = n_cells.value(row) == counts[gene]
                 && same(mean.value(row), means[gene])
                 && same(variance.value(row), variances[gene]);
             if !agrees {

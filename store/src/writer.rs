@@ -325,7 +325,7 @@ fn write_genes(
     let n_genes = genes.num_rows();
     let stats: Vec<ArrayRef> = match gene_stats {
         Some(stats) => vec![
-            Arc::new(UInt64Array::from(stats.n_cells().to_vec())),
+            Arc::new(UInt64Array::from(stats.n_cells())),
             Arc::new(Float64Array::from(stats.means(n_cells))),
             Arc::new(Float64Array::from(stats.variances(n_cells))),
         ],
