@@ -1,0 +1,185 @@
+//! The plan of one epoch: padding, dealing to partitions, batch counts.
+
+use std::ops::Range;
+
+use crate::epoch::EpochOrder;
+use crate::fetch::Fetches;
+use crate::{SamplerConfig, SamplerError};
+
+/// The largest cohort, `u32::MAX` cells: so a row index within a fetch fits
+/// a `u32`, and every count of the plan fits a `u64` with room to spare.
+pub const MAX_CELLS: u64 = u32::MAX as u64;
+
+/// The sampling plan of one epoch of a cohort of `n_cells` cells: O(1) in
+/// memory and to build, whatever the cohort size. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    config: SamplerConfig,
+    n_cells: u64,
+    order: EpochOrder,
+    cells_per_partition: u64,
+}
+
+impl Plan {
+    /// The plan of `config.epoch` for a cohort of `n_cells` cells.
+    pub fn new(n_cells: u64, config: &SamplerConfig) -> Result<Plan, SamplerError> {
+        config.validate()?;
+        if n_cells > MAX_CELLS {
+            return Err(SamplerError::TooManyCells {
+                got: n_cells,
+                max: MAX_CELLS,
+            });
+        }
+        Ok(Plan {
+            config: config.clone(),
+            n_cells,
+            order: EpochOrder::new(n_cells, config),
+            cells_per_partition: n_cells.div_ceil(u64::from(config.partitions)),
+        })
+    }
+
+    /// The configuration the plan was built from.
+    pub fn config(&self) -> &SamplerConfig {
+        &self.config
+    }
+
+    /// The cohort size.
+    pub fn n_cells(&self) -> u64 {
+        self.n_cells
+    }
+
+    /// Cells dealt to each partition, padding included (before `drop_last`):
+    /// ⌈n / partitions⌉.
+    pub fn cells_per_partition(&self) -> u64 {
+        self.cells_per_partition
+    }
+
+    /// Padding cells in the epoch: `partitions × cells_per_partition − n`,
+    /// at most `partitions − 1`.
+    pub fn padding_cells(&self) -> u64 {
+        self.partitions() * self.cells_per_partition - self.n_cells
+    }
+
+    /// Batches of each partition (the same for all), after `drop_last`.
+    pub fn batches_per_partition(&self) -> u64 {
+        let batch = u64::from(self.config.batch_size);
+        let short = !self.cells_per_partition.is_multiple_of(batch);
+        self.cells_per_partition / batch + u64::from(short && !self.config.drop_last)
+    }
+
+    /// Cells streamed in the epoch over all partitions, padding included,
+    /// after `drop_last`.
+    pub fn total_records(&self) -> u64 {
+        let batch = u64::from(self.config.batch_size);
+        let per_partition = if self.config.drop_last {
+            self.cells_per_partition / batch * batch
+        } else {
+            self.cells_per_partition
+        };
+        per_partition * self.partitions()
+    }
+
+    /// The cohort position at `position` (< n) of the epoch order.
+    ///
+    /// # Panics
+    /// If `position` is not below the cohort size.
+    pub fn epoch_cell(&self, position: u64) -> u64 {
+        assert!(
+            position < self.n_cells,
+            "epoch position {position} is outside the cohort of {} cells",
+            self.n_cells
+        );
+        self.order.cell(position)
+    }
+
+    /// The fetches of `partition` that hold its batches from `start_batch`
+    /// on (`start_batch == batches_per_partition()` gives none), made
+    /// lazily: the skipped fetches are never computed.
+    pub fn fetches(&self, partition: u32, start_batch: u64) -> Result<Fetches, SamplerError> {
+        if partition >= self.config.partitions {
+            return Err(SamplerError::PartitionOutOfRange {
+                got: partition,
+                partitions: self.config.partitions,
+            });
+        }
+        let batches = self.batches_per_partition();
+        if start_batch > batches {
+            return Err(SamplerError::StartBatchOutOfRange {
+                got: start_batch,
+                batches,
+            });
+        }
+        Ok(Fetches::new(self.clone(), partition, start_batch..batches))
+    }
+
+    /// Calls `visit(cohort position, is_padding)` for each position of
+    /// `range` of the padded order, in order. Padded position `q ≥ n` repeats
+    /// epoch position `(q − n) mod n`.
+    pub(crate) fn for_each_cell(&self, range: Range<u64>, mut visit: impl FnMut(u64, bool)) {
+        let n = self.n_cells;
+        let epoch = range.start.min(n)..range.end.min(n);
+        self.order
+            .for_each_run(epoch, |run| run.for_each(|cell| visit(cell, false)));
+        let mut padded = range.start.max(n);
+        while padded < range.end {
+            // A repeat may wrap around the epoch order when n < partitions.
+            let start = (padded - n) % n;
+            let end = (start + (range.end - padded)).min(n);
+            self.order
+                .for_each_run(start..end, |run| run.for_each(|cell| visit(cell, true)));
+            padded += end - start;
+        }
+    }
+
+    fn partitions(&self) -> u64 {
+        u64::from(self.config.partitions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_configurations_and_cohorts_are_refused() {
+        let config = SamplerConfig {
+            fetch_factor: 0,
+            ..SamplerConfig::default()
+        };
+        let error = Plan::new(10, &config).unwrap_err();
+        assert_eq!(error.to_string(), "fetch_factor must be at least 1, got 0");
+
+        let error = Plan::new(MAX_CELLS + 1, &SamplerConfig::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "n_cells must be at most 4294967295, got 4294967296"
+        );
+        assert!(Plan::new(MAX_CELLS, &SamplerConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn counts_follow_padding_and_drop_last() {
+        // 10 cells over 3 partitions: 4 each, 2 padding; batches of 3.
+        let config = SamplerConfig {
+            batch_size: 3,
+            partitions: 3,
+            ..SamplerConfig::default()
+        };
+        let plan = Plan::new(10, &config).unwrap();
+        assert_eq!(plan.cells_per_partition(), 4);
+        assert_eq!(plan.padding_cells(), 2);
+        assert_eq!(plan.batches_per_partition(), 2);
+        assert_eq!(plan.total_records(), 12);
+
+        let dropped = Plan::new(
+            10,
+            &SamplerConfig {
+                drop_last: true,
+                ..config
+            },
+        )
+        .unwrap();
+        assert_eq!(dropped.batches_per_partition(), 1);
+        assert_eq!(dropped.total_records(), 9);
+    }
+}
