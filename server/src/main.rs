@@ -7,6 +7,7 @@ mod flight;
 mod progress;
 mod size;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -29,5 +30,7 @@ fn init_tracing(filter: Option<&str>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only where a person reads them, not in CI logs or files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
