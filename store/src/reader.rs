@@ -94,6 +94,17 @@ impl Dataset {
         self.matrix.as_ref()
     }
 
+    /// `cells.parquet` of this version, open: read it with positioned reads
+    /// (`FileExt::read_at`), as clones share one file offset.
+    pub fn cells_file(&self) -> &File {
+        &self.cells
+    }
+
+    /// `genes.parquet` of this version, open (see [`Dataset::cells_file`]).
+    pub fn genes_file(&self) -> &File {
+        &self.genes
+    }
+
     /// A reader of `cells.parquet` (obs) of this version.
     pub fn cells(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
         table_reader(&self.cells, &self.dir.join(&self.manifest.cells.file))
