@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use cellflight_store::{Dataset, StoreError, MANIFEST_FILE};
 
+use crate::error::ServiceError;
+
 pub struct Catalog {
     datasets: BTreeMap<String, Arc<Dataset>>,
 }
@@ -41,6 +43,21 @@ impl Catalog {
 
     pub fn len(&self) -> usize {
         self.datasets.len()
+    }
+
+    /// The dataset `name`, or, when none is named, the only one served.
+    pub fn resolve(&self, name: Option<&str>) -> Result<&Arc<Dataset>, ServiceError> {
+        match name {
+            Some(name) => self.datasets.get(name).ok_or_else(|| {
+                let known: Vec<&str> = self.datasets.keys().map(String::as_str).collect();
+                ServiceError::NotFound(format!("unknown dataset {name:?}; served: {known:?}"))
+            }),
+            None if self.datasets.len() == 1 => Ok(self.datasets.values().next().expect("one")),
+            None => Err(ServiceError::InvalidArgument(format!(
+                "this server holds {} datasets: name one with \"dataset\"",
+                self.datasets.len()
+            ))),
+        }
     }
 }
 

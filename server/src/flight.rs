@@ -1,6 +1,5 @@
-//! The Arrow Flight service. So far it lists the datasets it serves; the
-//! training stream (GetFlightInfo/DoGet) is specified in docs/protocol.md
-//! and built on this service.
+//! The Arrow Flight service: datasets listed, and the training stream of
+//! docs/protocol.md (GetFlightInfo plans it, DoGet serves one partition).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +14,17 @@ use futures::stream::{self, BoxStream};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use arrow_flight::FlightEndpoint;
+use arrow_ipc::writer::DictionaryTracker;
+use cellflight_sampler::{Fetches, Plan};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
 use crate::catalog::Catalog;
+use crate::error::ServiceError;
+use crate::stream::{
+    encode_minibatches, minibatch_schema, schema_message, FetchReader, StreamRequest, StreamTicket,
+};
 
 pub struct CellflightService {
     catalog: Arc<Catalog>,
@@ -48,6 +57,100 @@ fn dataset_info(dataset: &Dataset) -> Result<FlightInfo, Status> {
                 .with_total_records(m.n_cells as i64)
                 .with_app_metadata(metadata.to_string())
         })
+}
+
+/// Largest minibatch a request may ask for, in the worst case.
+const MAX_MINIBATCH_BYTES: u64 = 64 << 20;
+
+fn plan(dataset: &Dataset, request: &StreamRequest) -> Result<Plan, ServiceError> {
+    let manifest = dataset.manifest();
+    let matrix = manifest.matrix.as_ref().ok_or_else(|| {
+        ServiceError::FailedPrecondition(format!(
+            "dataset {} is obs-only: it has no matrix to stream",
+            manifest.name
+        ))
+    })?;
+    let entry_bytes = (matrix.index_type.arrow().primitive_width().unwrap_or(4)
+        + matrix.value_type.byte_width()) as u64;
+    let worst = u64::from(request.batch_size) * (manifest.n_genes * entry_bytes + 16);
+    if worst > MAX_MINIBATCH_BYTES {
+        return Err(ServiceError::InvalidArgument(format!(
+            "a minibatch of {} cells could reach {worst} bytes ({} genes), above the {MAX_MINIBATCH_BYTES}-byte limit; lower batch_size",
+            request.batch_size, manifest.n_genes
+        )));
+    }
+    Ok(Plan::new(manifest.n_cells, &request.sampler_config())?)
+}
+
+fn flight_info(
+    dataset: &Dataset,
+    request: StreamRequest,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, ServiceError> {
+    let plan = plan(dataset, &request)?;
+    let manifest = dataset.manifest();
+    let matrix = dataset.matrix().expect("plan() checked the matrix");
+    let metadata = serde_json::json!({
+        "cohort_size": manifest.n_cells,
+        "batches_per_partition": plan.batches_per_partition(),
+        "seed": request.seed,
+        "dataset_version": manifest.version,
+    });
+    let endpoints = (0..request.partitions).map(|partition| {
+        let ticket = StreamTicket {
+            request: request.clone(),
+            partition,
+            dataset_version: manifest.version.clone(),
+            start_batch: 0,
+        };
+        FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_json()))
+    });
+    let info = FlightInfo::new()
+        .try_with_schema(&minibatch_schema(matrix.schema()))?
+        .with_descriptor(descriptor)
+        .with_total_records(plan.total_records() as i64)
+        .with_app_metadata(metadata.to_string());
+    Ok(endpoints.fold(info, FlightInfo::with_endpoint))
+}
+
+/// Reads, assembles and encodes one partition's minibatches on a blocking
+/// thread; the bounded channel paces it to the client. A client that goes
+/// away closes the channel, which ends this loop and frees the stream.
+fn produce(
+    dataset: &Dataset,
+    fetches: Fetches,
+    partition: u32,
+    sender: mpsc::Sender<Result<FlightData, Status>>,
+) {
+    let matrix = dataset.matrix().expect("plan() checked the matrix");
+    let reader = FetchReader::new(matrix);
+    let mut tracker = DictionaryTracker::new(false);
+    let send = |message| sender.blocking_send(message).is_ok();
+    if !send(Ok(schema_message(&minibatch_schema(matrix.schema())))) {
+        return;
+    }
+    for fetch in fetches {
+        let minibatches = match reader.minibatches(&fetch) {
+            Ok(minibatches) => minibatches,
+            Err(error) => {
+                send(Err(error.into()));
+                return;
+            }
+        };
+        for (index, batch) in minibatches {
+            let messages = match encode_minibatches(&batch, partition, index, &mut tracker) {
+                Ok(messages) => messages,
+                Err(error) => {
+                    send(Err(error.into()));
+                    return;
+                }
+            };
+            if !messages.into_iter().all(|message| send(Ok(message))) {
+                tracing::debug!(partition, "client went away; stream freed");
+                return;
+            }
+        }
+    }
 }
 
 fn not_yet(rpc: &str) -> Status {
@@ -83,9 +186,12 @@ impl FlightService for CellflightService {
 
     async fn get_flight_info(
         &self,
-        _request: Request<FlightDescriptor>,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Err(not_yet("GetFlightInfo"))
+        let descriptor = request.into_inner();
+        let stream = StreamRequest::from_json(&descriptor.cmd)?;
+        let dataset = self.catalog.resolve(stream.dataset.as_deref())?;
+        Ok(Response::new(flight_info(dataset, stream, descriptor)?))
     }
 
     async fn poll_flight_info(
@@ -104,9 +210,29 @@ impl FlightService for CellflightService {
 
     async fn do_get(
         &self,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        Err(not_yet("DoGet"))
+        let ticket = StreamTicket::from_json(&request.into_inner().ticket)?;
+        let dataset = self.catalog.resolve(ticket.request.dataset.as_deref())?;
+        let current = &dataset.manifest().version;
+        if *current != ticket.dataset_version {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "the ticket is for version {} of dataset {}, which now has version {current}; plan again with GetFlightInfo",
+                ticket.dataset_version,
+                dataset.manifest().name
+            ))
+            .into());
+        }
+        let plan = plan(dataset, &ticket.request)?;
+        let fetches = plan
+            .fetches(ticket.partition, ticket.start_batch)
+            .map_err(ServiceError::from)?;
+        // One fetch's minibatches queue while the next fetch is read.
+        let (sender, receiver) = mpsc::channel(ticket.request.fetch_factor as usize + 1);
+        let dataset = Arc::clone(dataset);
+        let partition = ticket.partition;
+        tokio::task::spawn_blocking(move || produce(&dataset, fetches, partition, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     async fn do_put(

@@ -3,9 +3,11 @@
 mod catalog;
 mod cli;
 mod commands;
+mod error;
 mod flight;
 mod progress;
 mod size;
+mod stream;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -59,10 +59,13 @@ async fn serve(catalog: Arc<Catalog>, args: &ServeArgs) -> Result<(), CommandErr
 fn print_try_it(address: &str) {
     println!("cellflight listening on grpc://{address}");
     println!("try it from Python (pip install pyarrow):");
-    println!("    import pyarrow.flight as flight");
+    println!("    import json, pyarrow.flight as flight");
     println!("    client = flight.connect(\"grpc://{address}\")");
-    println!("    for info in client.list_flights():");
-    println!("        print(info.descriptor.command, info.total_records, info.schema)");
+    println!("    print([json.loads(i.descriptor.command) for i in client.list_flights()])");
+    println!("    info = client.get_flight_info(flight.FlightDescriptor.for_command('{{\"batch_size\": 64}}'))");
+    println!("    for chunk in client.do_get(info.endpoints[0].ticket):");
+    println!("        print(chunk.data.num_rows, \"cells, first ids\", chunk.data.column(\"cell_id\")[:3])");
+    println!("        break");
 }
 
 async fn shutdown_signal() {
