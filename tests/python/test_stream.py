@@ -4,6 +4,7 @@ docs/protocol.md: a JSON request, tickets, one record batch a minibatch."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -138,3 +139,28 @@ def test_bad_tickets_are_refused_with_the_reason(served, edit, words):
         client.do_get(flight.Ticket(raw)).read_all()
     for word in words:
         assert word in str(raised.value), str(raised.value)
+
+
+def test_a_client_that_goes_away_mid_stream_frees_its_stream(cellflight, tmp_path):
+    """The server's producer notices the closed stream and ends (its debug
+    log says so), rather than reading the rest of the epoch for nobody."""
+    cellflight.ok("generate", tmp_path / "cells", "--cells", 20_000, "--genes", 300)
+    server = cellflight.popen("serve", "--data", tmp_path / "cells", "--listen", "127.0.0.1:0", "--log", "cellflight=debug")
+    try:
+        address = server.stdout.readline().split()[-1]
+        client = flight.connect(address)
+        info = plan(client, batch_size=8, fetch_factor=2)
+        reader = client.do_get(info.endpoints[0].ticket)
+        reader.read_chunk()
+        reader.cancel()
+        client.close()
+        freed = threading.Event()
+
+        def watch_log():
+            if any("stream freed" in line for line in server.stderr):
+                freed.set()
+
+        threading.Thread(target=watch_log, daemon=True).start()
+        assert freed.wait(timeout=30), "the server never reported the abandoned stream as freed"
+    finally:
+        stop(server)
