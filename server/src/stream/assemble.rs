@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use arrow_select::concat::concat_batches;
-use arrow_select::take::take_record_batch;
+use arrow_select::interleave::interleave;
 use cellflight_sampler::Fetch;
 use cellflight_store::Matrix;
 
@@ -38,15 +37,29 @@ impl<'a> FetchReader<'a> {
     /// of the dataset, so cohort positions are cell ids.
     pub fn minibatches(&self, fetch: &Fetch) -> Result<Vec<(u64, RecordBatch)>, ServiceError> {
         let cells = fetch.read_order();
-        let rows = self.read(cells)?;
+        let slices = self.read(cells)?;
+        // Where each read row sits: (slice, row in slice). Minibatch rows are
+        // copied once, straight from the memory-mapped slices.
+        let locations: Vec<(usize, usize)> = slices
+            .iter()
+            .enumerate()
+            .flat_map(|(slice, rows)| (0..rows.num_rows()).map(move |row| (slice, row)))
+            .collect();
         fetch
             .batches()
             .map(|batch| {
-                let take = UInt32Array::from(batch.read_indices.to_vec());
-                let matrix_rows = take_record_batch(&rows, &take)?;
+                let picks: Vec<(usize, usize)> = batch
+                    .read_indices
+                    .iter()
+                    .map(|&i| locations[i as usize])
+                    .collect();
                 let ids = batch.read_indices.iter().map(|&i| cells[i as usize]);
                 let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(ids))];
-                columns.extend(matrix_rows.columns().iter().cloned());
+                for column in 0..self.matrix.schema().fields().len() {
+                    let sources: Vec<&dyn Array> =
+                        slices.iter().map(|s| s.column(column).as_ref()).collect();
+                    columns.push(interleave(&sources, &picks)?);
+                }
                 columns.push(Arc::new(BooleanArray::from(batch.is_padding.to_vec())));
                 Ok((
                     batch.index,
@@ -56,13 +69,14 @@ impl<'a> FetchReader<'a> {
             .collect()
     }
 
-    /// Rows of `cells` (sorted ids), in that order, read as runs.
-    fn read(&self, cells: &[u64]) -> Result<RecordBatch, ServiceError> {
+    /// Rows of `cells` (sorted ids), in that order: zero-copy slices, a run
+    /// of consecutive ids at a time.
+    fn read(&self, cells: &[u64]) -> Result<Vec<RecordBatch>, ServiceError> {
         let mut slices = Vec::new();
         for run in runs(cells) {
             slices.extend(self.matrix.cells(run)?);
         }
-        Ok(concat_batches(self.matrix.schema(), &slices)?)
+        Ok(slices)
     }
 }
 
