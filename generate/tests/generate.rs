@@ -79,11 +79,9 @@ fn codes(dataset: &Dataset, name: &str) -> Vec<i32> {
 }
 
 fn categories(dataset: &Dataset, name: &str) -> Vec<String> {
-    let categoricals = &dataset.manifest().cells.categoricals;
-    categoricals
-        .iter()
-        .find(|c| c.column == name)
-        .unwrap()
+    let categorical = dataset.manifest().cell_categorical(name);
+    categorical
+        .expect("a categorical column")
         .categories
         .clone()
 }

@@ -93,14 +93,7 @@ fn ordered_categoricals_say_so() {
 #[test]
 fn numeric_and_boolean_categories_are_spelled_like_pandas() {
     let categoricals = obs().categoricals();
-    let list = |name: &str| {
-        categoricals
-            .iter()
-            .find(|c| c.column == name)
-            .unwrap()
-            .categories
-            .clone()
-    };
+    let list = |name: &str| common::categories_of(&categoricals, name);
     assert_eq!(list("int_cat"), ["1", "2", "3"]);
     assert_eq!(list("float_cat"), ["0.5", "1.0", "2.25"]);
     assert_eq!(list("bool_cat"), ["False", "True"]);

@@ -110,14 +110,7 @@ fn obs_columns_keep_their_types() {
 #[test]
 fn category_lists_are_complete_and_in_order() {
     let categoricals = open_real(FILE).obs().unwrap().categoricals();
-    let list = |name: &str| {
-        categoricals
-            .iter()
-            .find(|c| c.column == name)
-            .unwrap()
-            .categories
-            .clone()
-    };
+    let list = |name: &str| common::categories_of(&categoricals, name);
     assert_eq!(list("phase"), ["G1", "G2M", "S"]);
     assert_eq!(
         list("louvain"),

@@ -8,6 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;
 use arrow_array::{Array, RecordBatch};
 use cellflight_h5ad::H5ad;
+use cellflight_schemas::Categorical;
 
 /// A real file from shared/data (read-only, next to the repository).
 pub fn real(name: &str) -> PathBuf {
@@ -69,4 +70,13 @@ pub fn names(batch: &RecordBatch) -> Vec<String> {
         .iter()
         .map(|f| f.name().clone())
         .collect()
+}
+
+/// The category list of categorical column `name`.
+pub fn categories_of(categoricals: &[Categorical], name: &str) -> Vec<String> {
+    let categorical = categoricals.iter().find(|c| c.column == name);
+    categorical
+        .expect("a categorical column")
+        .categories
+        .clone()
 }
