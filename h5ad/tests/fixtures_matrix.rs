@@ -9,14 +9,17 @@
 
 mod common;
 
-use cellflight_h5ad::{H5adError, MatrixEncoding, MatrixSelection};
+use cellflight_h5ad::{H5adError, MatrixEncoding, MatrixSelection, MatrixSource};
 use common::*;
+
+/// X of a fixture file.
+fn fixture_x(name: &str) -> MatrixSource {
+    open_fixture(name).matrix(&MatrixSelection::X).unwrap()
+}
 
 #[test]
 fn csc_pointers_run_over_columns() {
-    let x = open_fixture("csc.h5ad")
-        .matrix(&MatrixSelection::X)
-        .unwrap();
+    let x = fixture_x("csc.h5ad");
     assert_eq!(
         (x.shape(), x.encoding(), x.nnz()),
         ((4, 5), MatrixEncoding::Csc, 8)
@@ -29,9 +32,7 @@ fn csc_pointers_run_over_columns() {
 
 #[test]
 fn int64_indptr_and_integer_data_read_exactly() {
-    let x = open_fixture("int64_indptr.h5ad")
-        .matrix(&MatrixSelection::X)
-        .unwrap();
+    let x = fixture_x("int64_indptr.h5ad");
     assert_eq!(
         (x.shape(), x.encoding(), x.nnz()),
         ((4, 5), MatrixEncoding::Csr, 8)
@@ -46,9 +47,7 @@ fn int64_indptr_and_integer_data_read_exactly() {
 
 #[test]
 fn integers_beyond_2_pow_53_are_refused() {
-    let x = open_fixture("huge_counts.h5ad")
-        .matrix(&MatrixSelection::X)
-        .unwrap();
+    let x = fixture_x("huge_counts.h5ad");
     assert_eq!(
         x.values(0..7).unwrap(),
         vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
@@ -66,9 +65,7 @@ fn integers_beyond_2_pow_53_are_refused() {
 
 #[test]
 fn dense_float64_x_keeps_negatives() {
-    let x = open_fixture("dense.h5ad")
-        .matrix(&MatrixSelection::X)
-        .unwrap();
+    let x = fixture_x("dense.h5ad");
     assert_eq!(
         (x.shape(), x.encoding(), x.nnz()),
         ((4, 5), MatrixEncoding::Dense, 20)
@@ -185,9 +182,7 @@ fn selection_paths_name_the_matrix() {
 
 #[test]
 fn ranges_past_the_end_are_refused() {
-    let x = open_fixture("csc.h5ad")
-        .matrix(&MatrixSelection::X)
-        .unwrap();
+    let x = fixture_x("csc.h5ad");
     let pointers = x.pointers(3..6).unwrap_err().to_string();
     assert!(
         pointers.ends_with("csc.h5ad: X/indptr: bad request: range 3..6 is outside 0..5"),
@@ -203,9 +198,7 @@ fn ranges_past_the_end_are_refused() {
 
 #[test]
 fn anndata_0_6_sparse_attributes_are_understood() {
-    let x = open_fixture("h5sparse.h5ad")
-        .matrix(&MatrixSelection::X)
-        .unwrap();
+    let x = fixture_x("h5sparse.h5ad");
     assert_eq!(
         (x.shape(), x.encoding(), x.nnz()),
         ((4, 5), MatrixEncoding::Csr, 8)
