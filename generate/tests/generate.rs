@@ -56,7 +56,7 @@ fn matrix_values(dataset: &Dataset) -> Vec<u16> {
 
 /// Column `name` of the cells table, batch by batch.
 fn cell_column(dataset: &Dataset, name: &str) -> Vec<ArrayRef> {
-    let reader = dataset.cells().unwrap().build().unwrap();
+    let reader = dataset.cells().build().unwrap();
     reader
         .map(|batch| batch.unwrap().column_by_name(name).unwrap().clone())
         .collect()

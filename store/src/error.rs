@@ -32,6 +32,13 @@ pub enum StoreError {
     },
     #[error("{}: the dataset was replaced while it was being opened, again and again; try again", .0.display())]
     KeptChanging(PathBuf),
+    /// A client asked for a column the table does not have.
+    #[error("{table} has no column {column:?}; its columns are {columns:?}")]
+    UnknownColumn {
+        table: &'static str,
+        column: String,
+        columns: Vec<String>,
+    },
     /// The caller broke the writer's contract (a bug upstream, or bad input it did not check).
     #[error("cannot write the dataset: {0}")]
     InvalidInput(String),

@@ -2,6 +2,7 @@
 //! atomically, reading its expression matrix zero-copy from a memory map,
 //! and verifying it end to end.
 
+mod column;
 mod commit;
 mod error;
 mod layout;
@@ -9,10 +10,12 @@ mod matrix_reader;
 mod matrix_writer;
 mod reader;
 mod stats;
+mod table_file;
 mod table_writer;
 mod verify;
 mod writer;
 
+pub use column::Table;
 pub use error::StoreError;
 pub use layout::{
     CELLS_FILE, CELL_ID, GENES_FILE, GENE_ID, GENE_IDX, MANIFEST_FILE, MATRIX_FILE, OBS_NAME,
@@ -20,6 +23,7 @@ pub use layout::{
 };
 pub use matrix_reader::Matrix;
 pub use reader::Dataset;
+pub use table_file::TableFile;
 pub use verify::{verify, Fault};
 pub use writer::{
     CellRows, CsrRows, DatasetDescription, DatasetSpec, DatasetWriter, MatrixSpec, Origin,

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use arrow_array::cast::AsArray;
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::convert::fb_to_schema;
@@ -138,6 +139,44 @@ impl Matrix {
             next = end;
         }
         Ok(slices)
+    }
+
+    /// Asks the kernel to start reading the pages that hold `cells`
+    /// (`MADV_WILLNEED`), so reading the next fetch from a cold disk
+    /// overlaps with sending the current one. Advice only: it never fails
+    /// a read, so its errors are ignored.
+    pub fn prefetch(&self, cells: Range<u64>) -> Result<(), StoreError> {
+        for slice in self.cells(cells)? {
+            for column in slice.columns() {
+                let list = column.as_list::<i32>();
+                let offsets = list.value_offsets();
+                let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+                let items = list.values().to_data();
+                let width = items.data_type().primitive_width().unwrap_or(1);
+                let bytes = items.buffers()[0].as_slice();
+                let start = (items.offset() + first) * width;
+                let end = ((items.offset() + last) * width).min(bytes.len());
+                advise_will_need(&bytes[start.min(end)..end]);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn advise_will_need(bytes: &[u8]) {
+    let page = rustix::param::page_size();
+    let start = bytes.as_ptr() as usize;
+    let aligned = start & !(page - 1);
+    // SAFETY: `bytes` lies in this matrix's read-only file mapping, which
+    // starts on a page boundary, so the range rounded down to its page
+    // stays inside the mapping; WILLNEED only schedules reads and never
+    // changes what the memory holds.
+    unsafe {
+        let _ = rustix::mm::madvise(
+            aligned as *mut std::ffi::c_void,
+            bytes.len() + (start - aligned),
+            rustix::mm::Advice::WillNeed,
+        );
     }
 }
 

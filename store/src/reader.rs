@@ -10,6 +10,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaDataReader;
 
 use crate::matrix_reader::{Matrix, VersionMismatch};
+use crate::table_file::TableFile;
 use crate::{StoreError, MANIFEST_FILE, VERSION_METADATA_KEY};
 
 /// An opened dataset. Every file handle it holds belongs to the version its
@@ -18,8 +19,8 @@ pub struct Dataset {
     dir: PathBuf,
     manifest: Manifest,
     matrix: Option<Matrix>,
-    cells: File,
-    genes: File,
+    cells: TableFile,
+    genes: TableFile,
 }
 
 /// A replacement can land between reading the manifest and opening the
@@ -94,25 +95,24 @@ impl Dataset {
         self.matrix.as_ref()
     }
 
-    /// `cells.parquet` of this version, open: read it with positioned reads
-    /// (`FileExt::read_at`), as clones share one file offset.
-    pub fn cells_file(&self) -> &File {
+    /// `cells.parquet` (obs) of this version, open.
+    pub fn cells_table(&self) -> &TableFile {
         &self.cells
     }
 
-    /// `genes.parquet` of this version, open (see [`Dataset::cells_file`]).
-    pub fn genes_file(&self) -> &File {
+    /// `genes.parquet` (var) of this version, open.
+    pub fn genes_table(&self) -> &TableFile {
         &self.genes
     }
 
-    /// A reader of `cells.parquet` (obs) of this version.
-    pub fn cells(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
-        table_reader(&self.cells, &self.dir.join(&self.manifest.cells.file))
+    /// A reader of `cells.parquet` of this version.
+    pub fn cells(&self) -> ParquetRecordBatchReaderBuilder<TableFile> {
+        self.cells.reader()
     }
 
-    /// A reader of `genes.parquet` (var) of this version.
-    pub fn genes(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
-        table_reader(&self.genes, &self.dir.join(&self.manifest.genes.file))
+    /// A reader of `genes.parquet` of this version.
+    pub fn genes(&self) -> ParquetRecordBatchReaderBuilder<TableFile> {
+        self.genes.reader()
     }
 }
 
@@ -127,7 +127,10 @@ fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
     Manifest::from_json(&text).map_err(|source| StoreError::Manifest { path, source })
 }
 
-fn open_table(path: &Path, version: &str) -> Result<Result<File, VersionMismatch>, StoreError> {
+fn open_table(
+    path: &Path,
+    version: &str,
+) -> Result<Result<TableFile, VersionMismatch>, StoreError> {
     let file = File::open(path).map_err(StoreError::io(path))?;
     let metadata = ParquetMetaDataReader::new()
         .parse_and_finish(&file)
@@ -140,19 +143,11 @@ fn open_table(path: &Path, version: &str) -> Result<Result<File, VersionMismatch
         .find(|kv| kv.key == VERSION_METADATA_KEY)
         .and_then(|kv| kv.value.clone());
     Ok(if stamped.as_deref() == Some(version) {
-        Ok(file)
+        Ok(TableFile::new(file, metadata).map_err(StoreError::parquet(path))?)
     } else {
         Err(VersionMismatch {
             file: path.to_owned(),
             found: stamped,
         })
     })
-}
-
-fn table_reader(
-    file: &File,
-    path: &Path,
-) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
-    let file = file.try_clone().map_err(StoreError::io(path))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(StoreError::parquet(path))
 }

@@ -2,7 +2,6 @@
 //! files themselves (the matrix re-read cell by cell, statistics recomputed).
 
 use std::fmt;
-use std::fs::File;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -195,7 +194,7 @@ impl Checker {
             rows: self.n_cells,
         };
         let has_matrix = self.has_matrix;
-        self.check_table(dataset.cells()?, table, |checker, first, batch| {
+        self.check_table(dataset.cells(), table, |checker, first, batch| {
             if has_matrix {
                 checker.check_cell_stats(first, batch);
             }
@@ -213,7 +212,7 @@ impl Checker {
         let means = self.gene_stats.means(self.n_cells);
         let variances = self.gene_stats.variances(self.n_cells);
         let has_matrix = self.has_matrix;
-        self.check_table(dataset.genes()?, table, |checker, first, batch| {
+        self.check_table(dataset.genes(), table, |checker, first, batch| {
             if has_matrix {
                 checker.check_gene_stats(first, batch, &means, &variances);
             }
@@ -223,7 +222,7 @@ impl Checker {
     /// Walks a table once: ids, categoricals, then `check_stats(first row, batch)`.
     fn check_table(
         &mut self,
-        reader: ParquetRecordBatchReaderBuilder<File>,
+        reader: ParquetRecordBatchReaderBuilder<TableFile>,
         table: Table<'_>,
         mut check_stats: impl FnMut(&mut Self, usize, &RecordBatch),
     ) -> Result<(), StoreError> {

@@ -18,13 +18,13 @@ const DISTINCT_CAP: usize = 1_000_000;
 pub fn run(args: InspectArgs) -> Result<(), CommandError> {
     let dataset = Dataset::open(&args.dir)?;
     print_overview(&dataset);
-    let cells = dataset.cells()?;
+    let cells = dataset.cells();
     print_columns(
         "cells (obs)",
         cells.schema().clone(),
         cells.build().map_err(parquet(&dataset))?,
     )?;
-    let genes = dataset.genes()?;
+    let genes = dataset.genes();
     print_columns(
         "genes (var)",
         genes.schema().clone(),
