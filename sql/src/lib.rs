@@ -1,0 +1,25 @@
+//! SQL over cellflight datasets' cell and gene metadata: a catalog of pinned
+//! dataset versions, read-only bounded queries, and cohorts (SQL → sorted
+//! cell ids).
+
+mod cache;
+mod catalog;
+mod cohort;
+mod error;
+mod genes;
+mod query;
+mod scan;
+mod session;
+mod store;
+mod weights;
+
+pub use cache::{ByteLru, CacheCost};
+pub use catalog::{CatalogSnapshot, CATALOG};
+pub use cohort::{cohort, Cohort, CohortCache, CohortKey, CohortQuery};
+pub use datafusion::common::ScalarValue;
+pub use datafusion::prelude::SessionContext;
+pub use error::{SqlError, SqlErrorKind};
+pub use genes::select_genes;
+pub use query::{describe_query, open_query, run_query, BoundedStream, QueryResult};
+pub use session::{SqlEngine, SqlLimits};
+pub use weights::{cohort_weights, weights_sql, WeightedCells, Weighting};

@@ -1,0 +1,118 @@
+//! Internal queries over a dataset's metadata (cohorts, gene selections,
+//! weights): planned under the read-only rules, run uncapped within the
+//! deadline, their output columns checked before any row is read.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Schema, UInt64Type};
+use futures::StreamExt;
+
+use crate::catalog::CatalogSnapshot;
+use crate::error::SqlError;
+use crate::query::plan_query;
+use crate::session::SqlEngine;
+
+/// A column an internal query must return: its name and what its type must be.
+pub(crate) struct OutputColumn {
+    name: &'static str,
+    accepts: fn(&DataType) -> bool,
+    expected: &'static str,
+}
+
+impl OutputColumn {
+    pub(crate) fn unsigned(name: &'static str) -> Self {
+        Self {
+            name,
+            accepts: DataType::is_unsigned_integer,
+            expected: "unsigned integer",
+        }
+    }
+
+    pub(crate) fn float64(name: &'static str) -> Self {
+        Self {
+            name,
+            accepts: |t| *t == DataType::Float64,
+            expected: "Float64",
+        }
+    }
+}
+
+/// Runs `sql` (unqualified tables are `dataset`'s) and calls `visit` with
+/// each batch; `what` names the query in errors.
+pub(crate) async fn scan(
+    engine: &SqlEngine,
+    snapshot: &CatalogSnapshot,
+    dataset: &str,
+    sql: &str,
+    what: &str,
+    columns: &[OutputColumn],
+    mut visit: impl FnMut(&RecordBatch) -> Result<(), SqlError>,
+) -> Result<(), SqlError> {
+    let limits = engine.limits();
+    let memory = limits.memory_bytes;
+    let df_error = |e| SqlError::from_datafusion(e, memory);
+    let run = async {
+        let ctx = engine.context_with_default(snapshot, dataset)?;
+        let plan = plan_query(&ctx, sql, memory).await?;
+        check_columns(plan.schema().as_arrow(), what, columns)?;
+        let df = ctx.execute_logical_plan(plan).await.map_err(df_error)?;
+        let mut stream = df.execute_stream().await.map_err(df_error)?;
+        while let Some(batch) = stream.next().await {
+            visit(&batch.map_err(df_error)?)?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(limits.timeout, run)
+        .await
+        .map_err(|_| SqlError::Timeout {
+            limit: limits.timeout,
+        })?
+}
+
+fn check_columns(schema: &Schema, what: &str, columns: &[OutputColumn]) -> Result<(), SqlError> {
+    let fields = schema.fields();
+    let ok = fields.len() == columns.len()
+        && fields
+            .iter()
+            .zip(columns)
+            .all(|(f, c)| f.name() == c.name && (c.accepts)(f.data_type()));
+    if ok {
+        return Ok(());
+    }
+    let expected: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.expected))
+        .collect();
+    let got: Vec<String> = fields
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    Err(SqlError::InvalidQuery(format!(
+        "{what} returns exactly the columns ({}), got ({})",
+        expected.join(", "),
+        got.join(", ")
+    )))
+}
+
+/// Appends an unsigned id column's values, which must be non-null and fit
+/// 32 bits (cell and gene ids do).
+pub(crate) fn append_ids(
+    column: &ArrayRef,
+    name: &str,
+    ids: &mut Vec<u32>,
+) -> Result<(), SqlError> {
+    let column = cast(column, &DataType::UInt64).map_err(|e| SqlError::Internal(e.to_string()))?;
+    if column.null_count() > 0 {
+        return Err(SqlError::InvalidQuery(format!(
+            "a null {name} was selected"
+        )));
+    }
+    let values = column.as_primitive::<UInt64Type>().values();
+    ids.reserve(values.len());
+    for &id in values.iter() {
+        let id = u32::try_from(id)
+            .map_err(|_| SqlError::InvalidQuery(format!("{name} {id} does not fit in 32 bits")))?;
+        ids.push(id);
+    }
+    Ok(())
+}

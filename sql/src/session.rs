@@ -1,0 +1,85 @@
+//! One shared runtime (memory pool, spill directory, caches) and a fresh
+//! `SessionContext` per query, so no client's state reaches another's.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::catalog::{CatalogSnapshot, CATALOG};
+use crate::error::SqlError;
+
+/// The bounds every query runs within.
+#[derive(Debug, Clone)]
+pub struct SqlLimits {
+    /// Size of the memory pool shared by all running queries.
+    pub memory_bytes: usize,
+    /// Wall-clock limit of one query, planning included.
+    pub timeout: Duration,
+    /// Most rows an ad hoc query may return (cohorts are not capped).
+    pub max_rows: usize,
+}
+
+/// The shared SQL runtime of a server.
+#[derive(Debug)]
+pub struct SqlEngine {
+    runtime: Arc<RuntimeEnv>,
+    limits: SqlLimits,
+}
+
+impl SqlEngine {
+    /// A runtime with a fair spilling pool of `limits.memory_bytes`; with no
+    /// `spill_dir`, operators that would spill fail with ResourceExhausted.
+    pub fn new(limits: SqlLimits, spill_dir: Option<PathBuf>) -> Result<Self, SqlError> {
+        let mode = match spill_dir {
+            Some(dir) => DiskManagerMode::Directories(vec![dir]),
+            None => DiskManagerMode::Disabled,
+        };
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode))
+            .build_arc()
+            .map_err(|e| SqlError::Internal(e.to_string()))?;
+        Ok(Self { runtime, limits })
+    }
+
+    pub fn limits(&self) -> &SqlLimits {
+        &self.limits
+    }
+
+    /// A fresh context over `snapshot`: the shared pool, spill directory and
+    /// caches, the snapshot's catalog and pinned files, and nothing else.
+    pub fn context(&self, snapshot: &CatalogSnapshot) -> Result<SessionContext, SqlError> {
+        // Without a default dataset, unqualified names resolve nowhere.
+        self.context_with_default(snapshot, snapshot.default_dataset().unwrap_or("public"))
+    }
+
+    /// As [`Self::context`], with unqualified names resolving to `dataset`.
+    pub(crate) fn context_with_default(
+        &self,
+        snapshot: &CatalogSnapshot,
+        dataset: &str,
+    ) -> Result<SessionContext, SqlError> {
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+            .with_object_store_registry(snapshot.object_store_registry())
+            .build_arc()
+            .map_err(|e| SqlError::Internal(e.to_string()))?;
+        let config = SessionConfig::new()
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG, dataset)
+            .with_information_schema(true);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(CATALOG, snapshot.catalog());
+        Ok(ctx)
+    }
+}
