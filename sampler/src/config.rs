@@ -11,6 +11,13 @@ pub enum Mode {
     BlockShuffle,
     /// Cohort order, unshuffled: for evaluation and inference.
     Sequential,
+    /// `num_samples` draws with replacement, each cohort cell drawn with
+    /// probability proportional to its weight ([`Weights`](crate::Weights)).
+    Weighted {
+        /// Draws in the epoch, over all partitions (before rounding up to
+        /// a multiple of `partitions`).
+        num_samples: u64,
+    },
 }
 
 /// The parameters of one epoch of sampling. Build a [`Plan`](crate::Plan)
@@ -56,11 +63,16 @@ impl SamplerConfig {
     /// Checks that every count is positive; the error names the first field
     /// that is not.
     pub fn validate(&self) -> Result<(), SamplerError> {
+        let num_samples = match self.mode {
+            Mode::Weighted { num_samples } => num_samples,
+            _ => 1,
+        };
         let counts = [
-            ("batch_size", self.batch_size),
-            ("block_size", self.block_size),
-            ("fetch_factor", self.fetch_factor),
-            ("partitions", self.partitions),
+            ("batch_size", u64::from(self.batch_size)),
+            ("block_size", u64::from(self.block_size)),
+            ("fetch_factor", u64::from(self.fetch_factor)),
+            ("partitions", u64::from(self.partitions)),
+            ("num_samples", num_samples),
         ];
         match counts.into_iter().find(|&(_, value)| value == 0) {
             Some((field, _)) => Err(SamplerError::Zero { field }),
@@ -85,13 +97,20 @@ mod tests {
 
     #[test]
     fn a_zero_count_is_named_in_the_error() {
-        for field in ["batch_size", "block_size", "fetch_factor", "partitions"] {
+        for field in [
+            "batch_size",
+            "block_size",
+            "fetch_factor",
+            "partitions",
+            "num_samples",
+        ] {
             let mut config = SamplerConfig::default();
             match field {
                 "batch_size" => config.batch_size = 0,
                 "block_size" => config.block_size = 0,
                 "fetch_factor" => config.fetch_factor = 0,
-                _ => config.partitions = 0,
+                "partitions" => config.partitions = 0,
+                _ => config.mode = Mode::Weighted { num_samples: 0 },
             }
             let error = config.validate().unwrap_err();
             assert_eq!(

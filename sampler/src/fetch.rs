@@ -145,6 +145,13 @@ fn dealt_cells(plan: &Plan, partition: u32, index: u64) -> (Vec<u64>, Vec<bool>)
     let fetch_size = plan.config().fetch_size();
     let first = index * fetch_size;
     let len = fetch_size.min(plan.cells_per_partition() - first);
+    if let Some(weights) = plan.weights() {
+        let config = plan.config();
+        let value = (u64::from(partition) << 32) | index;
+        let mut rng = stream(config.seed, config.epoch, Domain::WeightedDraws, value);
+        let cells = (0..len).map(|_| weights.draw(&mut rng)).collect();
+        return (cells, vec![false; len as usize]);
+    }
     let start = u64::from(partition) * plan.cells_per_partition() + first;
     let mut cells = Vec::with_capacity(len as usize);
     let mut padding = Vec::with_capacity(len as usize);
@@ -156,7 +163,8 @@ fn dealt_cells(plan: &Plan, partition: u32, index: u64) -> (Vec<u64>, Vec<bool>)
 }
 
 /// The fetch's rows in output order, as indices into its dealt cells:
-/// shuffled with the fetch's own stream, or in order if sequential. (A
+/// shuffled with the fetch's own stream, or in order if sequential or
+/// weighted (whose draws are already random). (A
 /// fetch has at most `MAX_CELLS` cells, so the indices fit a `u32`.)
 fn output_rows(plan: &Plan, partition: u32, index: u64, len: usize) -> Vec<u32> {
     let mut rows: Vec<u32> = (0..len as u32).collect();
@@ -169,16 +177,21 @@ fn output_rows(plan: &Plan, partition: u32, index: u64, len: usize) -> Vec<u32> 
     rows
 }
 
-/// The sorted cohort positions of the `kept` rows, and each kept row's index
-/// into them.
+/// The sorted, distinct cohort positions of the `kept` rows, and each kept
+/// row's index into them (rows of one cell, which only weighted draws
+/// give, share its index: a cell is read once per fetch).
 fn read_plan(cells: &[u64], kept: &[u32]) -> (Vec<u64>, Vec<u32>) {
     let mut by_cell = kept.to_vec();
     by_cell.sort_unstable_by_key(|&row| cells[row as usize]);
     let mut read_index = vec![0u32; cells.len()];
-    for (read, &row) in by_cell.iter().enumerate() {
-        read_index[row as usize] = read as u32;
+    let mut read_order: Vec<u64> = Vec::with_capacity(by_cell.len());
+    for &row in &by_cell {
+        let cell = cells[row as usize];
+        if read_order.last() != Some(&cell) {
+            read_order.push(cell);
+        }
+        read_index[row as usize] = (read_order.len() - 1) as u32;
     }
-    let read_order = by_cell.iter().map(|&row| cells[row as usize]).collect();
     let read_indices = kept.iter().map(|&row| read_index[row as usize]).collect();
     (read_order, read_indices)
 }

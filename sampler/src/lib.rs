@@ -52,6 +52,14 @@
 //! shuffle within fetches: the epoch order is the cohort order and batches
 //! follow the dealt order. Padding and dealing are the same.
 //!
+//! In **weighted** mode ([`Mode::Weighted`], built with [`Plan::weighted`])
+//! the epoch is `num_samples` draws with replacement, position `i` drawn
+//! with probability `wᵢ / Σw`. Each partition gets `L = ⌈num_samples / P⌉`
+//! draws (so up to P − 1 beyond `num_samples`, none flagged as padding),
+//! cut into fetches and batches as above. Fetch `f` of partition `p` makes
+//! its rows' draws in order from its own stream; the rows are not shuffled
+//! further. A fetch reads each drawn cell once, however often it was drawn.
+//!
 //! Block shuffling trades some randomness for reading speed. Cells of a
 //! block stay together in the epoch order, so a cell's epoch position is
 //! not uniform at the scale of a block (cells within B of the cohort's ends
@@ -79,6 +87,7 @@
 //! |---|---|---|
 //! | block offset, then the permutation's round keys | 1 | 0 |
 //! | the shuffle of fetch `f` of partition `p` | 2 | `p << 32 \| f` |
+//! | the weighted draws of fetch `f` of partition `p` | 3 | `p << 32 \| f` |
 //!
 //! **Uniform integers.** `below(n)`, uniform in `[0, n)` (Lemire's method):
 //! draw x, let `t = x·n` as a 128-bit product; while `low64(t) < 2^64 mod n`,
@@ -97,6 +106,11 @@
 //! z *= 0x94d049bb133111eb; z ^= z >> 31` (wrapping). `π(x)` applies the
 //! network to x, then again to the result until it is below m (cycle
 //! walking).
+//!
+//! **Weighted draw.** With `cᵢ = w₀ + … + wᵢ` summed in order in `f64`
+//! and `W = c_{n−1}`: draw x, let `u = (x >> 11) · 2^−53` and `t = u · W`;
+//! the result is the smallest i with `cᵢ > t` (at most the last position
+//! of positive weight).
 //!
 //! **Fetch shuffle.** Number the fetch's cells 0..len in dealt order; from
 //! the fetch's stream, for i = len − 1 down to 1, swap items i and
@@ -118,8 +132,10 @@ mod fetch;
 mod permutation;
 mod plan;
 mod rng;
+mod weights;
 
 pub use config::{Mode, SamplerConfig};
 pub use error::SamplerError;
 pub use fetch::{Batch, Fetch, Fetches};
 pub use plan::{Plan, MAX_CELLS};
+pub use weights::Weights;

@@ -1,10 +1,11 @@
 //! The plan of one epoch: padding, dealing to partitions, batch counts.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::epoch::EpochOrder;
 use crate::fetch::Fetches;
-use crate::{SamplerConfig, SamplerError};
+use crate::{Mode, SamplerConfig, SamplerError, Weights};
 
 /// The largest cohort, `u32::MAX` cells: so a row index within a fetch fits
 /// a `u32`, and every count of the plan fits a `u64` with room to spare.
@@ -16,13 +17,34 @@ pub const MAX_CELLS: u64 = u32::MAX as u64;
 pub struct Plan {
     config: SamplerConfig,
     n_cells: u64,
-    order: EpochOrder,
+    order: Order,
     cells_per_partition: u64,
 }
 
 impl Plan {
     /// The plan of `config.epoch` for a cohort of `n_cells` cells.
+    /// Block-shuffle or sequential modes only.
     pub fn new(n_cells: u64, config: &SamplerConfig) -> Result<Plan, SamplerError> {
+        if matches!(config.mode, Mode::Weighted { .. }) {
+            return Err(SamplerError::WeightsMismatch);
+        }
+        Self::build(n_cells, None, config)
+    }
+
+    /// The plan of `config.epoch` drawing from a cohort with these weights
+    /// (one a cohort position); `config.mode` must be weighted.
+    pub fn weighted(weights: Arc<Weights>, config: &SamplerConfig) -> Result<Plan, SamplerError> {
+        if !matches!(config.mode, Mode::Weighted { .. }) {
+            return Err(SamplerError::WeightsMismatch);
+        }
+        Self::build(weights.len(), Some(weights), config)
+    }
+
+    fn build(
+        n_cells: u64,
+        weights: Option<Arc<Weights>>,
+        config: &SamplerConfig,
+    ) -> Result<Plan, SamplerError> {
         config.validate()?;
         if n_cells > MAX_CELLS {
             return Err(SamplerError::TooManyCells {
@@ -30,11 +52,25 @@ impl Plan {
                 max: MAX_CELLS,
             });
         }
+        // Weighted draws are dealt like cells: ⌈draws / partitions⌉ each.
+        let dealt = match config.mode {
+            Mode::Weighted { num_samples } if num_samples > MAX_CELLS => {
+                return Err(SamplerError::TooManySamples {
+                    got: num_samples,
+                    max: MAX_CELLS,
+                })
+            }
+            Mode::Weighted { num_samples } => num_samples,
+            _ => n_cells,
+        };
         Ok(Plan {
             config: config.clone(),
             n_cells,
-            order: EpochOrder::new(n_cells, config),
-            cells_per_partition: n_cells.div_ceil(u64::from(config.partitions)),
+            order: match weights {
+                Some(weights) => Order::Draws(weights),
+                None => Order::Epoch(EpochOrder::new(n_cells, config)),
+            },
+            cells_per_partition: dealt.div_ceil(u64::from(config.partitions)),
         })
     }
 
@@ -55,9 +91,28 @@ impl Plan {
     }
 
     /// Padding cells in the epoch: `partitions × cells_per_partition − n`,
-    /// at most `partitions − 1`.
+    /// at most `partitions − 1`. Weighted plans have none: every row is a
+    /// draw (so there are up to `partitions − 1` draws beyond `num_samples`).
     pub fn padding_cells(&self) -> u64 {
-        self.partitions() * self.cells_per_partition - self.n_cells
+        match self.order {
+            Order::Draws(_) => 0,
+            Order::Epoch(_) => self.partitions() * self.cells_per_partition - self.n_cells,
+        }
+    }
+
+    /// Weighted mode's weights.
+    pub(crate) fn weights(&self) -> Option<&Weights> {
+        match &self.order {
+            Order::Draws(weights) => Some(weights),
+            Order::Epoch(_) => None,
+        }
+    }
+
+    fn epoch_order(&self) -> &EpochOrder {
+        match &self.order {
+            Order::Epoch(order) => order,
+            Order::Draws(_) => unreachable!("weighted plans draw; they have no epoch order"),
+        }
     }
 
     /// Batches of each partition (the same for all), after `drop_last`.
@@ -79,7 +134,8 @@ impl Plan {
         per_partition * self.partitions()
     }
 
-    /// The cohort position at `position` (< n) of the epoch order.
+    /// The cohort position at `position` (< n) of the epoch order (the
+    /// cohort order for weighted plans, which draw instead).
     ///
     /// # Panics
     /// If `position` is not below the cohort size.
@@ -89,7 +145,10 @@ impl Plan {
             "epoch position {position} is outside the cohort of {} cells",
             self.n_cells
         );
-        self.order.cell(position)
+        match &self.order {
+            Order::Epoch(order) => order.cell(position),
+            Order::Draws(_) => position,
+        }
     }
 
     /// The fetches of `partition` that hold its batches from `start_batch`
@@ -118,15 +177,14 @@ impl Plan {
     pub(crate) fn for_each_cell(&self, range: Range<u64>, mut visit: impl FnMut(u64, bool)) {
         let n = self.n_cells;
         let epoch = range.start.min(n)..range.end.min(n);
-        self.order
-            .for_each_run(epoch, |run| run.for_each(|cell| visit(cell, false)));
+        let order = self.epoch_order();
+        order.for_each_run(epoch, |run| run.for_each(|cell| visit(cell, false)));
         let mut padded = range.start.max(n);
         while padded < range.end {
             // A repeat may wrap around the epoch order when n < partitions.
             let start = (padded - n) % n;
             let end = (start + (range.end - padded)).min(n);
-            self.order
-                .for_each_run(start..end, |run| run.for_each(|cell| visit(cell, true)));
+            order.for_each_run(start..end, |run| run.for_each(|cell| visit(cell, true)));
             padded += end - start;
         }
     }
@@ -134,6 +192,16 @@ impl Plan {
     fn partitions(&self) -> u64 {
         u64::from(self.config.partitions)
     }
+}
+
+/// Where the epoch's cells come from.
+#[derive(Debug, Clone)]
+enum Order {
+    /// Block shuffle or sequential: a permutation of the cohort.
+    Epoch(EpochOrder),
+    /// Weighted: draws with replacement (the weights are shared: they cost
+    /// 8 bytes a cohort cell).
+    Draws(Arc<Weights>),
 }
 
 #[cfg(test)]

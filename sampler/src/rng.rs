@@ -16,6 +16,8 @@ pub(crate) enum Domain {
     Blocks = 1,
     /// The shuffle of one fetch of one partition.
     FetchShuffle = 2,
+    /// The weighted draws of one fetch of one partition.
+    WeightedDraws = 3,
 }
 
 /// The ChaCha8 stream keyed by
@@ -44,6 +46,11 @@ pub(crate) fn below(rng: &mut impl RngCore, n: u64) -> u64 {
         }
     }
     (product >> 64) as u64
+}
+
+/// A uniform float in `[0, 1)`: the top 53 bits of a draw, times 2^-53.
+pub(crate) fn unit(rng: &mut impl RngCore) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// Shuffles `items` in place (Fisher–Yates, from the back): for i = len−1
