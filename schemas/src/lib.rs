@@ -1,11 +1,16 @@
 //! The cellflight contract, shared by every crate: what a dataset on disk
 //! looks like (its name rules, its manifest, the Arrow schema of its
-//! expression matrix). Nothing here does I/O.
+//! expression matrix), and what a client sends and receives (the stream
+//! request, tickets, the schema of minibatches). Nothing here does I/O.
 
 mod dataset_name;
 mod dtype;
 mod manifest;
 mod matrix_schema;
+mod minibatch_schema;
+mod request;
+mod request_error;
+mod ticket;
 
 pub use dataset_name::{DatasetName, InvalidDatasetName};
 pub use dtype::{IndexType, ValueType, ValueTypeScan};
@@ -14,3 +19,10 @@ pub use manifest::{
     FORMAT_VERSION,
 };
 pub use matrix_schema::{matrix_schema, INDICES_COLUMN, VALUES_COLUMN};
+pub use minibatch_schema::{minibatch_schema, MinibatchLayout};
+pub use request::{
+    Format, Sampling, StreamRequest, Transform, CELL_ID_COLUMN, IS_PADDING_COLUMN,
+    RESERVED_COLUMNS, X_COLUMN,
+};
+pub use request_error::RequestError;
+pub use ticket::StreamTicket;

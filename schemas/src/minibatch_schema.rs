@@ -1,0 +1,113 @@
+//! The Arrow schema of the minibatches a stream sends (docs/protocol.md).
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, FieldRef, Schema};
+
+use crate::{
+    Format, IndexType, ValueType, CELL_ID_COLUMN, INDICES_COLUMN, IS_PADDING_COLUMN, VALUES_COLUMN,
+    X_COLUMN,
+};
+
+/// What shapes a stream's expression columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinibatchLayout {
+    pub format: Format,
+    /// Genes of the output gene space.
+    pub n_genes: u64,
+    /// The type of `values`: the stored type, or Float32 after a transform
+    /// (dense `x` is always Float32).
+    pub value_type: ValueType,
+}
+
+impl MinibatchLayout {
+    /// The narrowest unsigned type holding a position in the gene space.
+    pub fn index_type(&self) -> IndexType {
+        IndexType::for_gene_count(self.n_genes)
+    }
+
+    /// The largest minibatch of `batch_size` cells in bytes, for the worst
+    /// case (every gene non-zero in every cell), obs columns aside.
+    pub fn max_batch_bytes(&self, batch_size: u32) -> u64 {
+        let per_gene = match self.format {
+            Format::Csr => {
+                let index = self.index_type().arrow().primitive_width().unwrap_or(4);
+                (index + self.value_type.byte_width()) as u64
+            }
+            Format::Dense => 4,
+        };
+        // cell_id, is_padding and list offsets: 16 bytes a cell is ample.
+        u64::from(batch_size) * (self.n_genes * per_gene + 16)
+    }
+}
+
+/// `cell_id`; `indices` and `values` (csr) or `x` (dense); `is_padding`;
+/// then `obs`, in order.
+pub fn minibatch_schema(layout: &MinibatchLayout, obs: &[FieldRef]) -> Schema {
+    let item = |data_type: DataType| Arc::new(Field::new("item", data_type, false));
+    let list =
+        |name: &str, data_type: DataType| Field::new(name, DataType::List(item(data_type)), false);
+    let mut fields = vec![Arc::new(Field::new(
+        CELL_ID_COLUMN,
+        DataType::UInt64,
+        false,
+    ))];
+    match layout.format {
+        Format::Csr => {
+            fields.push(Arc::new(list(INDICES_COLUMN, layout.index_type().arrow())));
+            fields.push(Arc::new(list(VALUES_COLUMN, layout.value_type.arrow())));
+        }
+        Format::Dense => {
+            let size = i32::try_from(layout.n_genes).unwrap_or(i32::MAX);
+            let x = DataType::FixedSizeList(item(DataType::Float32), size);
+            fields.push(Arc::new(Field::new(X_COLUMN, x, false)));
+        }
+    }
+    fields.push(Arc::new(Field::new(
+        IS_PADDING_COLUMN,
+        DataType::Boolean,
+        false,
+    )));
+    fields.extend(obs.iter().cloned());
+    Schema::new(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_columns_take_the_narrowest_index_type_and_obs_come_last() {
+        let layout = MinibatchLayout {
+            format: Format::Csr,
+            n_genes: 70_000,
+            value_type: ValueType::UInt16,
+        };
+        let obs = [Arc::new(Field::new("plate", DataType::Utf8, true))];
+        let schema = minibatch_schema(&layout, &obs);
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            ["cell_id", "indices", "values", "is_padding", "plate"]
+        );
+        let DataType::List(item) = schema.field(1).data_type() else {
+            panic!("indices is a list")
+        };
+        assert_eq!(item.data_type(), &DataType::UInt32);
+    }
+
+    #[test]
+    fn dense_rows_are_fixed_size_float32_lists() {
+        let layout = MinibatchLayout {
+            format: Format::Dense,
+            n_genes: 100,
+            value_type: ValueType::Float32,
+        };
+        let schema = minibatch_schema(&layout, &[]);
+        assert!(matches!(
+            schema.field(1).data_type(),
+            DataType::FixedSizeList(_, 100)
+        ));
+        assert_eq!(layout.max_batch_bytes(64), 64 * (100 * 4 + 16));
+    }
+}

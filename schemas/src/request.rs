@@ -1,0 +1,305 @@
+//! The training-stream request (docs/protocol.md): every key typed, defaults
+//! filled, unknown keys and inconsistent combinations refused by name.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RequestError;
+
+/// Names of the columns every minibatch may carry besides obs columns.
+pub const CELL_ID_COLUMN: &str = "cell_id";
+pub const X_COLUMN: &str = "x";
+pub const IS_PADDING_COLUMN: &str = "is_padding";
+
+/// The JSON command of `GetFlightInfo` for a training stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRequest {
+    /// The dataset; `None` is the server's default dataset.
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// A SQL predicate over `cells`, or a full `SELECT cell_id ...`; `None`
+    /// is every cell.
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: u32,
+    #[serde(default = "defaults::block_size")]
+    pub block_size: u32,
+    #[serde(default = "defaults::fetch_factor")]
+    pub fetch_factor: u32,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub epoch: u64,
+    #[serde(default = "defaults::partitions")]
+    pub partitions: u32,
+    #[serde(default)]
+    pub drop_last: bool,
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Weighted sampling: a numeric SQL expression over `cells`.
+    #[serde(default)]
+    pub weights: Option<String>,
+    /// Weighted sampling: a `cells` column whose values are drawn equally often.
+    #[serde(default)]
+    pub balance_by: Option<String>,
+    /// Weighted sampling: draws in the epoch; `None` is the cohort size.
+    #[serde(default)]
+    pub num_samples: Option<u64>,
+    /// Columns of `cells` attached to each minibatch, in this order.
+    #[serde(default)]
+    pub obs_columns: Vec<String>,
+    /// The output gene space: values of `gene_column`, in this order.
+    #[serde(default)]
+    pub genes: Option<Vec<String>>,
+    /// The `genes` column that `genes` names (default `gene_id`).
+    #[serde(default)]
+    pub gene_column: Option<String>,
+    /// The output gene space: a SQL predicate over `genes`.
+    #[serde(default)]
+    pub genes_query: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub transform: Option<Transform>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    #[default]
+    BlockShuffle,
+    Sequential,
+    Weighted,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    Csr,
+    Dense,
+}
+
+/// Per-cell value transforms, applied in this order: scale the cell to
+/// `normalize_total` (its total taken over all genes), then `ln(1 + v)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    #[serde(default)]
+    pub normalize_total: Option<f64>,
+    #[serde(default)]
+    pub log1p: bool,
+}
+
+mod defaults {
+    pub fn batch_size() -> u32 {
+        64
+    }
+    pub fn block_size() -> u32 {
+        16
+    }
+    pub fn fetch_factor() -> u32 {
+        64
+    }
+    pub fn partitions() -> u32 {
+        1
+    }
+}
+
+impl Default for StreamRequest {
+    fn default() -> Self {
+        Self::from_json(b"{}").expect("the empty request is valid")
+    }
+}
+
+impl StreamRequest {
+    /// Parses and checks a request.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, RequestError> {
+        let request: Self =
+            serde_json::from_slice(bytes).map_err(|e| RequestError::Json("request", e))?;
+        request.validate()?;
+        Ok(request)
+    }
+
+    /// The request as JSON, every key present (defaults filled).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a request always serialises")
+    }
+
+    /// Checks what the types alone do not: keys that go together, keys that
+    /// exclude each other, names that would clash in the output.
+    pub fn validate(&self) -> Result<(), RequestError> {
+        self.validate_sampling()?;
+        self.validate_genes()?;
+        self.validate_obs_columns()?;
+        if let Some(transform) = &self.transform {
+            transform.validate()?;
+        }
+        Ok(())
+    }
+
+    fn validate_sampling(&self) -> Result<(), RequestError> {
+        let weighted = self.sampling == Sampling::Weighted;
+        let keys = [
+            ("weights", self.weights.is_some()),
+            ("balance_by", self.balance_by.is_some()),
+            ("num_samples", self.num_samples.is_some()),
+        ];
+        if !weighted {
+            if let Some((key, _)) = keys.iter().find(|(_, given)| *given) {
+                return Err(RequestError::Inconsistent(format!(
+                    "{key} is only for \"sampling\": \"weighted\""
+                )));
+            }
+            return Ok(());
+        }
+        match (&self.weights, &self.balance_by) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err(RequestError::Inconsistent(
+                "weighted sampling takes exactly one of weights (a SQL expression) and balance_by (a column)".into(),
+            )),
+        }
+    }
+
+    fn validate_genes(&self) -> Result<(), RequestError> {
+        if self.genes.is_some() && self.genes_query.is_some() {
+            return Err(RequestError::Inconsistent(
+                "give genes or genes_query, not both".into(),
+            ));
+        }
+        if self.gene_column.is_some() && self.genes.is_none() {
+            return Err(RequestError::Inconsistent(
+                "gene_column names the genes column that genes lists; give genes too".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_obs_columns(&self) -> Result<(), RequestError> {
+        let mut seen = std::collections::HashSet::new();
+        for column in &self.obs_columns {
+            if !seen.insert(column.as_str()) {
+                return Err(RequestError::Inconsistent(format!(
+                    "obs_columns names {column:?} twice"
+                )));
+            }
+            if RESERVED_COLUMNS.contains(&column.as_str()) {
+                return Err(RequestError::Inconsistent(format!(
+                    "obs_columns cannot hold {column:?}: minibatches have a column of that name"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names that minibatch columns have (in one format or the other), so no
+/// obs column may take them.
+pub const RESERVED_COLUMNS: [&str; 5] = [
+    CELL_ID_COLUMN,
+    crate::INDICES_COLUMN,
+    crate::VALUES_COLUMN,
+    X_COLUMN,
+    IS_PADDING_COLUMN,
+];
+
+impl Transform {
+    fn validate(&self) -> Result<(), RequestError> {
+        if let Some(total) = self.normalize_total {
+            if !(total.is_finite() && total > 0.0) {
+                return Err(RequestError::Inconsistent(format!(
+                    "transform.normalize_total must be a positive number, got {total}"
+                )));
+            }
+        }
+        if self.normalize_total.is_none() && !self.log1p {
+            return Err(RequestError::Inconsistent(
+                "transform asks for nothing: give normalize_total, log1p or both".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(json: &str) -> String {
+        StreamRequest::from_json(json.as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn an_empty_request_takes_every_default() {
+        let request = StreamRequest::default();
+        assert_eq!(
+            (
+                request.batch_size,
+                request.block_size,
+                request.fetch_factor,
+                request.partitions
+            ),
+            (64, 16, 64, 1)
+        );
+        assert_eq!(
+            (request.seed, request.epoch, request.drop_last),
+            (0, 0, false)
+        );
+        assert_eq!(
+            (request.sampling, request.format),
+            (Sampling::BlockShuffle, Format::Csr)
+        );
+        assert!(request.obs_columns.is_empty() && request.query.is_none());
+    }
+
+    #[test]
+    fn a_request_round_trips_with_its_defaults_filled() {
+        let request = StreamRequest::from_json(
+            br#"{"query": "plate = 'p1'", "obs_columns": ["plate"], "transform": {"log1p": true}}"#,
+        )
+        .unwrap();
+        let json = request.to_json();
+        assert!(json.contains(r#""batch_size":64"#), "{json}");
+        assert_eq!(StreamRequest::from_json(json.as_bytes()).unwrap(), request);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
+        assert!(refused(r#"{"batchsize": 3}"#).contains("unknown field `batchsize`"));
+        assert!(refused(r#"{"batch_size": -1}"#).contains("invalid value: integer `-1`"));
+        assert!(refused("not json").starts_with("invalid request"));
+        assert!(refused(r#"{"transform": {"scale": 2}}"#).contains("unknown field `scale`"));
+        assert!(refused(r#"{"format": "coo"}"#).contains("unknown variant `coo`"));
+    }
+
+    #[test]
+    fn inconsistent_combinations_are_refused_with_the_reason() {
+        let cases = [
+            (r#"{"weights": "1.0"}"#, "weights is only for"),
+            (r#"{"sampling": "weighted"}"#, "exactly one of weights"),
+            (
+                r#"{"sampling": "weighted", "weights": "1", "balance_by": "plate"}"#,
+                "exactly one of weights",
+            ),
+            (r#"{"genes": ["A"], "genes_query": "true"}"#, "not both"),
+            (r#"{"gene_column": "symbol"}"#, "give genes too"),
+            (r#"{"obs_columns": ["plate", "plate"]}"#, "twice"),
+            (
+                r#"{"obs_columns": ["is_padding"]}"#,
+                "have a column of that name",
+            ),
+            (r#"{"transform": {}}"#, "asks for nothing"),
+            (
+                r#"{"transform": {"normalize_total": 0}}"#,
+                "positive number, got 0",
+            ),
+        ];
+        for (json, words) in cases {
+            let error = refused(json);
+            assert!(error.contains(words), "{json}: {error}");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Tickets: JSON a user can read and write by hand, holding everything a
+//! server needs to serve one partition (docs/protocol.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{RequestError, StreamRequest};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamTicket {
+    pub request: StreamRequest,
+    pub partition: u32,
+    /// The dataset version the request was planned on.
+    pub dataset_version: String,
+    /// The first batch to send: resume after batch k with k + 1.
+    #[serde(default)]
+    pub start_batch: u64,
+}
+
+impl StreamTicket {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, RequestError> {
+        let ticket: Self =
+            serde_json::from_slice(bytes).map_err(|e| RequestError::Json("ticket", e))?;
+        ticket.request.validate()?;
+        if ticket.partition >= ticket.request.partitions {
+            return Err(RequestError::Inconsistent(format!(
+                "invalid ticket: partition {} of a request with {} partitions",
+                ticket.partition, ticket.request.partitions
+            )));
+        }
+        Ok(ticket)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a ticket always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(partition: u32, partitions: u32) -> StreamTicket {
+        StreamTicket {
+            request: StreamRequest {
+                partitions,
+                ..StreamRequest::default()
+            },
+            partition,
+            dataset_version: "v1".into(),
+            start_batch: 3,
+        }
+    }
+
+    #[test]
+    fn a_ticket_round_trips() {
+        let t = ticket(1, 2);
+        assert_eq!(StreamTicket::from_json(t.to_json().as_bytes()).unwrap(), t);
+    }
+
+    #[test]
+    fn a_partition_beyond_the_request_and_garbage_are_refused() {
+        let error = StreamTicket::from_json(ticket(2, 2).to_json().as_bytes()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid ticket: partition 2 of a request with 2 partitions"
+        );
+        let error = StreamTicket::from_json(b"{\"partition\": -1}").unwrap_err();
+        assert!(error.to_string().starts_with("invalid ticket"), "{error}");
+    }
+}
