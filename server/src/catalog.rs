@@ -1,67 +1,104 @@
 //! The datasets a server holds: a directory that is a dataset, or a
 //! directory of them (hidden names, such as ingests in progress, skipped).
+//! Requests work on a snapshot; `refresh` swaps in a new one, and requests
+//! already running keep theirs (it holds their files open).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
+use cellflight_sql::CatalogSnapshot;
 use cellflight_store::{Dataset, StoreError, MANIFEST_FILE};
 
 use crate::error::ServiceError;
 
 pub struct Catalog {
-    datasets: BTreeMap<String, Arc<Dataset>>,
+    data: PathBuf,
+    default_dataset: Option<String>,
+    current: RwLock<Arc<CatalogSnapshot>>,
 }
 
 impl Catalog {
-    pub fn load(data: &Path) -> Result<Self, StoreError> {
-        let mut datasets = BTreeMap::new();
-        if data.join(MANIFEST_FILE).exists() {
-            add(&mut datasets, Dataset::open(data)?);
-            return Ok(Self { datasets });
-        }
-        let entries = std::fs::read_dir(data).map_err(|source| StoreError::Io {
-            path: data.to_owned(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if hidden || !entry.path().is_dir() {
-                continue;
+    /// The datasets under `data`. The default dataset (reachable without a
+    /// name, and unqualified in SQL) is `default_dataset`, or else the only
+    /// dataset found now, if there is exactly one.
+    pub fn load(data: &Path, default_dataset: Option<&str>) -> Result<Self, ServiceError> {
+        let datasets = open_datasets(data)?;
+        let default_dataset = match default_dataset {
+            Some(name) => Some(name.to_string()),
+            None if datasets.len() == 1 => Some(datasets[0].manifest().name.to_string()),
+            None => None,
+        };
+        let snapshot = CatalogSnapshot::new(datasets, default_dataset.as_deref())?;
+        Ok(Self {
+            data: data.to_owned(),
+            default_dataset,
+            current: RwLock::new(snapshot),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Reopens the data directory: new and replaced datasets appear, removed
+    /// ones go. Datasets being written are never seen (they are published by
+    /// an atomic rename, and hidden until then).
+    pub fn refresh(&self) -> Result<Arc<CatalogSnapshot>, ServiceError> {
+        let datasets = open_datasets(&self.data)?;
+        let default = self
+            .default_dataset
+            .as_deref()
+            .filter(|name| datasets.iter().any(|d| d.manifest().name.as_str() == *name));
+        if default.is_none() {
+            if let Some(name) = &self.default_dataset {
+                tracing::warn!(dataset = %name, "the default dataset is no longer served");
             }
-            match Dataset::open(&entry.path()) {
-                Ok(dataset) => add(&mut datasets, dataset),
-                Err(e) => tracing::warn!("skipping {}: {e}", entry.path().display()),
-            }
         }
-        Ok(Self { datasets })
-    }
-
-    pub fn datasets(&self) -> impl Iterator<Item = &Arc<Dataset>> {
-        self.datasets.values()
-    }
-
-    pub fn len(&self) -> usize {
-        self.datasets.len()
-    }
-
-    /// The dataset `name`, or, when none is named, the only one served.
-    pub fn resolve(&self, name: Option<&str>) -> Result<&Arc<Dataset>, ServiceError> {
-        match name {
-            Some(name) => self.datasets.get(name).ok_or_else(|| {
-                let known: Vec<&str> = self.datasets.keys().map(String::as_str).collect();
-                ServiceError::NotFound(format!("unknown dataset {name:?}; served: {known:?}"))
-            }),
-            None if self.datasets.len() == 1 => Ok(self.datasets.values().next().expect("one")),
-            None => Err(ServiceError::InvalidArgument(format!(
-                "this server holds {} datasets: name one with \"dataset\"",
-                self.datasets.len()
-            ))),
-        }
+        let snapshot = CatalogSnapshot::new(datasets, default)?;
+        tracing::info!(?snapshot, "catalog refreshed");
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
+        Ok(snapshot)
     }
 }
 
-fn add(datasets: &mut BTreeMap<String, Arc<Dataset>>, dataset: Dataset) {
-    let name = dataset.manifest().name.to_string();
-    datasets.insert(name, Arc::new(dataset));
+/// The dataset `name` in `snapshot`, or, when none is named, the default dataset.
+pub fn resolve(
+    snapshot: &CatalogSnapshot,
+    name: Option<&str>,
+) -> Result<Arc<Dataset>, ServiceError> {
+    let Some(name) = name.or(snapshot.default_dataset()) else {
+        return Err(ServiceError::InvalidArgument(format!(
+            "this server holds {} datasets and no default: name one with \"dataset\"",
+            snapshot.datasets().count()
+        )));
+    };
+    snapshot.dataset(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = snapshot
+            .datasets()
+            .map(|d| d.manifest().name.as_str())
+            .collect();
+        ServiceError::NotFound(format!("unknown dataset {name:?}; served: {known:?}"))
+    })
+}
+
+fn open_datasets(data: &Path) -> Result<Vec<Arc<Dataset>>, StoreError> {
+    if data.join(MANIFEST_FILE).exists() {
+        return Ok(vec![Arc::new(Dataset::open(data)?)]);
+    }
+    let entries = std::fs::read_dir(data).map_err(|source| StoreError::Io {
+        path: data.to_owned(),
+        source,
+    })?;
+    let mut datasets = Vec::new();
+    for entry in entries.flatten() {
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden || !entry.path().is_dir() {
+            continue;
+        }
+        match Dataset::open(&entry.path()) {
+            Ok(dataset) => datasets.push(Arc::new(dataset)),
+            Err(e) => tracing::warn!("skipping {}: {e}", entry.path().display()),
+        }
+    }
+    Ok(datasets)
 }

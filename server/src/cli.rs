@@ -41,9 +41,52 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CELLFLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Also listen on this Unix socket, for trainers on the same host (pyarrow: grpc+unix://PATH).
+    #[arg(long, env = "CELLFLIGHT_UNIX", value_name = "PATH")]
+    pub unix: Option<PathBuf>,
     /// Where the demo dataset is kept. Default: $XDG_CACHE_HOME/cellflight or ~/.cache/cellflight.
     #[arg(long, env = "CELLFLIGHT_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// The dataset reached without a name (and by unqualified table names in SQL). Default: the only dataset, when --data holds exactly one at startup.
+    #[arg(long, env = "CELLFLIGHT_DEFAULT_DATASET")]
+    pub default_dataset: Option<String>,
+    /// Memory for whole metadata columns held to attach obs columns to minibatches (about 4 bytes a cell for a categorical), least recently used evicted first.
+    #[arg(long, env = "CELLFLIGHT_COLUMN_CACHE", default_value = "2GiB")]
+    pub column_cache: ByteSize,
+    #[command(flatten)]
+    pub sql: SqlArgs,
+}
+
+/// Bounds on SQL (ad hoc queries, Flight SQL and cohorts).
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Memory shared by all running queries; a query that needs more spills (with --spill-dir) or fails.
+    #[arg(
+        long = "sql-memory",
+        env = "CELLFLIGHT_SQL_MEMORY",
+        default_value = "2GiB"
+    )]
+    pub memory: ByteSize,
+    /// Longest a query may run, planning included, e.g. 30s or 5m.
+    #[arg(
+        long = "sql-timeout",
+        env = "CELLFLIGHT_SQL_TIMEOUT",
+        default_value = "60s"
+    )]
+    pub timeout: humantime::Duration,
+    /// Most rows an ad hoc query may return (cohorts are not capped).
+    #[arg(
+        long = "sql-max-rows",
+        env = "CELLFLIGHT_SQL_MAX_ROWS",
+        default_value_t = 10_000_000
+    )]
+    pub max_rows: usize,
+    /// Where large sorts and joins spill. Default: no spilling.
+    #[arg(long, env = "CELLFLIGHT_SPILL_DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Memory for cached cohorts (4 bytes a cell; 12 with sampling weights), least recently used evicted first.
+    #[arg(long, env = "CELLFLIGHT_COHORT_CACHE", default_value = "1GiB")]
+    pub cohort_cache: ByteSize,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
 //! Every failure a client can see, by kind, mapped once to a gRPC status.
 
 use cellflight_sampler::SamplerError;
+use cellflight_schemas::RequestError;
+use cellflight_sql::{SqlError, SqlErrorKind};
 use cellflight_store::StoreError;
 use tonic::Status;
 
@@ -16,6 +18,11 @@ pub enum ServiceError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unimplemented(String),
+    /// A configured limit (memory, rows, size) was reached; the message names it.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The server's fault (e.g. an unreadable dataset file), never the client's.
     #[error("{0}")]
     Internal(String),
@@ -29,6 +36,8 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(_) => Status::not_found(message),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
             ServiceError::Unimplemented(_) => Status::unimplemented(message),
+            ServiceError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ServiceError::Internal(_) => Status::internal(message),
         }
     }
@@ -43,8 +52,37 @@ impl From<SamplerError> for ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "dataset read failed");
-        Self::Internal(error.to_string())
+        match error {
+            StoreError::UnknownColumn { .. } => Self::InvalidArgument(error.to_string()),
+            error => {
+                tracing::error!(%error, "dataset read failed");
+                Self::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<RequestError> for ServiceError {
+    /// A request or ticket the client wrote wrong.
+    fn from(error: RequestError) -> Self {
+        Self::InvalidArgument(error.to_string())
+    }
+}
+
+impl ServiceError {
+    /// The same error, its message prefixed by the request key it concerns
+    /// (`obs_columns: cells has no column ...`); the kind is unchanged.
+    pub fn in_key(self, key: &str) -> Self {
+        let prefix = |message: String| format!("{key}: {message}");
+        match self {
+            Self::InvalidArgument(m) => Self::InvalidArgument(prefix(m)),
+            Self::NotFound(m) => Self::NotFound(prefix(m)),
+            Self::FailedPrecondition(m) => Self::FailedPrecondition(prefix(m)),
+            Self::Unimplemented(m) => Self::Unimplemented(prefix(m)),
+            Self::ResourceExhausted(m) => Self::ResourceExhausted(prefix(m)),
+            Self::DeadlineExceeded(m) => Self::DeadlineExceeded(prefix(m)),
+            Self::Internal(m) => Self::Internal(prefix(m)),
+        }
     }
 }
 
@@ -52,5 +90,31 @@ impl From<arrow_schema::ArrowError> for ServiceError {
     fn from(error: arrow_schema::ArrowError) -> Self {
         tracing::error!(%error, "arrow failed");
         Self::Internal(error.to_string())
+    }
+}
+
+impl From<arrow_flight::error::FlightError> for ServiceError {
+    /// Building a metadata answer failed: the server's fault.
+    fn from(error: arrow_flight::error::FlightError) -> Self {
+        tracing::error!(%error, "flight failed");
+        Self::Internal(error.to_string())
+    }
+}
+
+impl From<SqlError> for ServiceError {
+    fn from(error: SqlError) -> Self {
+        let message = error.to_string();
+        match error.kind() {
+            SqlErrorKind::InvalidQuery | SqlErrorKind::UnknownColumn | SqlErrorKind::Refused => {
+                Self::InvalidArgument(message)
+            }
+            SqlErrorKind::NotFound => Self::NotFound(message),
+            SqlErrorKind::ResourceExhausted => Self::ResourceExhausted(message),
+            SqlErrorKind::Timeout => Self::DeadlineExceeded(message),
+            SqlErrorKind::Internal => {
+                tracing::error!(%error, "query failed");
+                Self::Internal(message)
+            }
+        }
     }
 }

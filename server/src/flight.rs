@@ -14,30 +14,86 @@ use futures::stream::{self, BoxStream};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use arrow_flight::FlightEndpoint;
-use arrow_ipc::writer::DictionaryTracker;
-use cellflight_sampler::{Fetches, Plan};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use arrow_flight::sql::Any;
+use cellflight_schemas::{StreamRequest, StreamTicket};
+use prost::Message;
 
-use crate::catalog::Catalog;
+use crate::adhoc::SqlRequest;
+use crate::catalog::resolve;
 use crate::error::ServiceError;
-use crate::stream::{
-    encode_minibatches, minibatch_schema, schema_message, FetchReader, StreamRequest, StreamTicket,
-};
+use crate::flight_sql::FlightSqlFrontEnd;
+use crate::query::{query_info, query_stream};
+use crate::state::ServerState;
+use crate::stream::{stream_partition, StreamPlan};
 
+/// The one Flight service of a server: JSON descriptors and tickets (the
+/// training stream and `{"sql": ...}`, docs/protocol.md) are served here,
+/// Flight SQL's protobuf commands by [`FlightSqlFrontEnd`], the way
+/// InfluxDB 3 shares one port.
 pub struct CellflightService {
-    catalog: Arc<Catalog>,
+    state: Arc<ServerState>,
+    flight_sql: FlightSqlFrontEnd,
 }
 
 impl CellflightService {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+    pub fn new(state: Arc<ServerState>) -> Self {
+        Self {
+            flight_sql: FlightSqlFrontEnd::new(Arc::clone(&state)),
+            state,
+        }
+    }
+
+    /// Reopens the data directory; answers the datasets now served, with
+    /// their versions.
+    async fn refresh(&self) -> Result<arrow_flight::Result, ServiceError> {
+        let state = Arc::clone(&self.state);
+        let snapshot = tokio::task::spawn_blocking(move || state.catalog.refresh())
+            .await
+            .map_err(|e| ServiceError::Internal(format!("refresh failed: {e}")))??;
+        let versions: serde_json::Map<String, serde_json::Value> = snapshot
+            .datasets()
+            .map(|d| {
+                (
+                    d.manifest().name.to_string(),
+                    d.manifest().version.clone().into(),
+                )
+            })
+            .collect();
+        let body = serde_json::json!({ "datasets": versions }).to_string();
+        Ok(arrow_flight::Result::new(body))
+    }
+}
+
+/// The action that reloads the catalog (also done on SIGHUP).
+const REFRESH: &str = "refresh";
+
+/// What a descriptor's command or a ticket holds.
+enum Command {
+    /// JSON: a training stream or `{"sql": ...}` (docs/protocol.md).
+    Json,
+    /// A Flight SQL message: a protobuf `Any` of a Flight SQL type.
+    FlightSql,
+}
+
+const FLIGHT_SQL_TYPE_PREFIX: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
+
+/// JSON starts with `{` (after any whitespace); a Flight SQL command is a
+/// protobuf `Any` whose type URL names a Flight SQL message. Anything else
+/// is refused here, rather than reported as a protobuf decoding failure.
+fn command_kind(bytes: &[u8], what: &str) -> Result<Command, ServiceError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(Command::Json);
+    }
+    match Any::decode(bytes) {
+        Ok(any) if any.type_url.starts_with(FLIGHT_SQL_TYPE_PREFIX) => Ok(Command::FlightSql),
+        _ => Err(ServiceError::InvalidArgument(format!(
+            "invalid {what}: neither a JSON object (docs/protocol.md) nor a Flight SQL command"
+        ))),
     }
 }
 
 /// One entry of `ListFlights`: the dataset, its size, and its cells schema.
-fn dataset_info(dataset: &Dataset) -> Result<FlightInfo, Status> {
+fn dataset_info(dataset: &Dataset) -> Result<FlightInfo, ServiceError> {
     let m = dataset.manifest();
     let command = serde_json::json!({ "dataset": m.name.as_str() }).to_string();
     let metadata = serde_json::json!({
@@ -46,118 +102,18 @@ fn dataset_info(dataset: &Dataset) -> Result<FlightInfo, Status> {
         "n_genes": m.n_genes,
         "nnz": m.nnz,
     });
-    let cells = dataset
-        .cells()
-        .map_err(|e| Status::internal(e.to_string()))?;
-    FlightInfo::new()
-        .try_with_schema(cells.schema())
-        .map_err(|e| Status::internal(e.to_string()))
-        .map(|info| {
-            info.with_descriptor(FlightDescriptor::new_cmd(command))
-                .with_total_records(m.n_cells as i64)
-                .with_app_metadata(metadata.to_string())
-        })
-}
-
-/// Largest minibatch a request may ask for, in the worst case.
-const MAX_MINIBATCH_BYTES: u64 = 64 << 20;
-
-fn plan(dataset: &Dataset, request: &StreamRequest) -> Result<Plan, ServiceError> {
-    let manifest = dataset.manifest();
-    let matrix = manifest.matrix.as_ref().ok_or_else(|| {
-        ServiceError::FailedPrecondition(format!(
-            "dataset {} is obs-only: it has no matrix to stream",
-            manifest.name
-        ))
-    })?;
-    let entry_bytes = (matrix.index_type.arrow().primitive_width().unwrap_or(4)
-        + matrix.value_type.byte_width()) as u64;
-    let worst = u64::from(request.batch_size) * (manifest.n_genes * entry_bytes + 16);
-    if worst > MAX_MINIBATCH_BYTES {
-        return Err(ServiceError::InvalidArgument(format!(
-            "a minibatch of {} cells could reach {worst} bytes ({} genes), above the {MAX_MINIBATCH_BYTES}-byte limit; lower batch_size",
-            request.batch_size, manifest.n_genes
-        )));
-    }
-    Ok(Plan::new(manifest.n_cells, &request.sampler_config())?)
-}
-
-fn flight_info(
-    dataset: &Dataset,
-    request: StreamRequest,
-    descriptor: FlightDescriptor,
-) -> Result<FlightInfo, ServiceError> {
-    let plan = plan(dataset, &request)?;
-    let manifest = dataset.manifest();
-    let matrix = dataset.matrix().expect("plan() checked the matrix");
-    let metadata = serde_json::json!({
-        "cohort_size": manifest.n_cells,
-        "batches_per_partition": plan.batches_per_partition(),
-        "seed": request.seed,
-        "dataset_version": manifest.version,
-    });
-    let endpoints = (0..request.partitions).map(|partition| {
-        let ticket = StreamTicket {
-            request: request.clone(),
-            partition,
-            dataset_version: manifest.version.clone(),
-            start_batch: 0,
-        };
-        FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_json()))
-    });
-    let info = FlightInfo::new()
-        .try_with_schema(&minibatch_schema(matrix.schema()))?
-        .with_descriptor(descriptor)
-        .with_total_records(plan.total_records() as i64)
-        .with_app_metadata(metadata.to_string());
-    Ok(endpoints.fold(info, FlightInfo::with_endpoint))
-}
-
-/// Reads, assembles and encodes one partition's minibatches on a blocking
-/// thread; the bounded channel paces it to the client. A client that goes
-/// away closes the channel, which ends this loop and frees the stream.
-fn produce(
-    dataset: &Dataset,
-    fetches: Fetches,
-    partition: u32,
-    sender: mpsc::Sender<Result<FlightData, Status>>,
-) {
-    let matrix = dataset.matrix().expect("plan() checked the matrix");
-    let reader = FetchReader::new(matrix);
-    let mut tracker = DictionaryTracker::new(false);
-    let send = |message| sender.blocking_send(message).is_ok();
-    if !send(Ok(schema_message(&minibatch_schema(matrix.schema())))) {
-        return;
-    }
-    for fetch in fetches {
-        let minibatches = match reader.minibatches(&fetch) {
-            Ok(minibatches) => minibatches,
-            Err(error) => {
-                send(Err(error.into()));
-                return;
-            }
-        };
-        for (index, batch) in minibatches {
-            let messages = match encode_minibatches(&batch, partition, index, &mut tracker) {
-                Ok(messages) => messages,
-                Err(error) => {
-                    send(Err(error.into()));
-                    return;
-                }
-            };
-            if !messages.into_iter().all(|message| send(Ok(message))) {
-                tracing::debug!(partition, "client went away; stream freed");
-                return;
-            }
-        }
-    }
+    Ok(FlightInfo::new()
+        .try_with_schema(dataset.cells_table().schema())?
+        .with_descriptor(FlightDescriptor::new_cmd(command))
+        .with_total_records(m.n_cells as i64)
+        .with_app_metadata(metadata.to_string()))
 }
 
 fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not served by this version of cellflight"))
 }
 
-type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl FlightService for CellflightService {
@@ -173,7 +129,11 @@ impl FlightService for CellflightService {
         &self,
         _request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let infos: Vec<_> = self.catalog.datasets().map(|d| dataset_info(d)).collect();
+        let snapshot = self.state.catalog.snapshot();
+        let infos: Vec<_> = snapshot
+            .datasets()
+            .map(|d| dataset_info(d).map_err(Status::from))
+            .collect();
         Ok(Response::new(Box::pin(stream::iter(infos))))
     }
 
@@ -188,10 +148,21 @@ impl FlightService for CellflightService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        if let Command::FlightSql = command_kind(&request.get_ref().cmd, "request")? {
+            return self.flight_sql.get_flight_info(request).await;
+        }
         let descriptor = request.into_inner();
-        let stream = StreamRequest::from_json(&descriptor.cmd)?;
-        let dataset = self.catalog.resolve(stream.dataset.as_deref())?;
-        Ok(Response::new(flight_info(dataset, stream, descriptor)?))
+        if SqlRequest::is_sql(&descriptor.cmd) {
+            let sql = SqlRequest::from_json(&descriptor.cmd)?;
+            let ticket = Ticket::new(sql.to_json());
+            let info = query_info(&self.state, &sql.sql, descriptor, ticket).await?;
+            return Ok(Response::new(info));
+        }
+        let request = StreamRequest::from_json(&descriptor.cmd).map_err(ServiceError::from)?;
+        let snapshot = self.state.catalog.snapshot();
+        let dataset = resolve(&snapshot, request.dataset.as_deref())?;
+        let plan = StreamPlan::build(&self.state, &snapshot, dataset, request).await?;
+        Ok(Response::new(plan.flight_info(descriptor)?))
     }
 
     async fn poll_flight_info(
@@ -212,8 +183,19 @@ impl FlightService for CellflightService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket = StreamTicket::from_json(&request.into_inner().ticket)?;
-        let dataset = self.catalog.resolve(ticket.request.dataset.as_deref())?;
+        let ticket = &request.get_ref().ticket;
+        if let Command::FlightSql = command_kind(ticket, "ticket")? {
+            return self.flight_sql.do_get(request).await;
+        }
+        if SqlRequest::is_sql(ticket) {
+            let sql = SqlRequest::from_json(ticket)?;
+            return Ok(Response::new(
+                query_stream(&self.state, &sql.sql, &[]).await?,
+            ));
+        }
+        let ticket = StreamTicket::from_json(ticket).map_err(ServiceError::from)?;
+        let snapshot = self.state.catalog.snapshot();
+        let dataset = resolve(&snapshot, ticket.request.dataset.as_deref())?;
         let current = &dataset.manifest().version;
         if *current != ticket.dataset_version {
             return Err(ServiceError::FailedPrecondition(format!(
@@ -223,39 +205,47 @@ impl FlightService for CellflightService {
             ))
             .into());
         }
-        let plan = plan(dataset, &ticket.request)?;
-        let fetches = plan
-            .fetches(ticket.partition, ticket.start_batch)
-            .map_err(ServiceError::from)?;
-        // One fetch's minibatches queue while the next fetch is read.
-        let (sender, receiver) = mpsc::channel(ticket.request.fetch_factor as usize + 1);
-        let dataset = Arc::clone(dataset);
-        let partition = ticket.partition;
-        tokio::task::spawn_blocking(move || produce(&dataset, fetches, partition, sender));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let plan = StreamPlan::build(&self.state, &snapshot, dataset, ticket.request).await?;
+        let fetches = plan.fetches(ticket.partition, ticket.start_batch)?;
+        let stream = stream_partition(Arc::new(plan), fetches, ticket.partition);
+        Ok(Response::new(Box::pin(stream)))
     }
 
+    /// Only Flight SQL binds parameters with DoPut; data is never written.
     async fn do_put(
         &self,
-        _request: Request<Streaming<FlightData>>,
+        request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        Err(Status::unimplemented(
-            "cellflight is read-only: DoPut is not accepted",
-        ))
+        self.flight_sql.do_put(request).await
     }
 
     async fn do_action(
         &self,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        Err(not_yet("DoAction"))
+        if request.get_ref().r#type == REFRESH {
+            let result = self.refresh().await?;
+            return Ok(Response::new(Box::pin(stream::iter([Ok(result)]))));
+        }
+        self.flight_sql.do_action(request).await
     }
 
     async fn list_actions(
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        Ok(Response::new(Box::pin(stream::empty())))
+        let actions = [
+            (REFRESH, "Reopen the data directory: new and replaced datasets are served, removed ones go. Result: JSON {\"datasets\": {name: version}}"),
+            ("CreatePreparedStatement", "Flight SQL: prepare a query (placeholders ? or $1, $2, ...)"),
+            ("ClosePreparedStatement", "Flight SQL: release a prepared statement"),
+        ];
+        let actions = actions.map(|(kind, description)| {
+            Ok(ActionType {
+                r#type: kind.into(),
+                description: description.into(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream::iter(actions))))
     }
 
     async fn do_exchange(

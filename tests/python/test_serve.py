@@ -21,9 +21,9 @@ def data_dir(cellflight, tmp_path):
     return data
 
 
-def start(cellflight, data) -> tuple[subprocess.Popen, str]:
+def start(cellflight, data, *flags) -> tuple[subprocess.Popen, str]:
     """Starts `serve` on an ephemeral port; returns the process and its address."""
-    server = cellflight.popen("serve", "--data", data, "--listen", "127.0.0.1:0")
+    server = cellflight.popen("serve", "--data", data, "--listen", "127.0.0.1:0", *flags)
     first = server.stdout.readline()
     assert first.startswith("cellflight listening on grpc://"), first + server.stderr.read()
     return server, first.split()[-1]
@@ -59,12 +59,13 @@ def test_a_single_dataset_directory_can_be_served(cellflight, data_dir):
     assert [json.loads(i.descriptor.command)["dataset"] for i in infos] == ["beta"]
 
 
-def test_rpcs_not_served_answer_unimplemented_and_the_server_stays_up(cellflight, data_dir):
+def test_unknown_actions_are_refused_by_name_and_the_server_stays_up(cellflight, data_dir):
     server, address = start(cellflight, data_dir)
     try:
         client = flight.connect(address)
-        with pytest.raises(pa.ArrowNotImplementedError, match="DoExchange|DoAction"):
-            list(client.do_action(flight.Action("refresh", b"")))
+        assert [a.type for a in client.list_actions()] == ["refresh", "CreatePreparedStatement", "ClosePreparedStatement"]
+        with pytest.raises(pa.ArrowInvalid, match="frobnicate"):
+            list(client.do_action(flight.Action("frobnicate", b"")))
         assert len(list(client.list_flights())) == 2
     finally:
         assert stop(server) == 0

@@ -1,87 +1,70 @@
-//! From a planned fetch to minibatches: the fetch's cells read as runs of
-//! consecutive ids (zero-copy slices of the stored batches), then each
-//! minibatch taken from them in its shuffled order.
+//! From a fetch's cells, read as zero-copy slices of the stored matrix, to
+//! minibatches in the stream's output form: stored CSR rows copied once;
+//! or with a gene selection, a transform, or dense rows, computed row by
+//! row, one minibatch at a time.
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use arrow_select::interleave::interleave;
-use cellflight_sampler::Fetch;
+use arrow_array::types::{
+    ArrowPrimitiveType, Float32Type, Float64Type, UInt16Type, UInt32Type, UInt8Type,
+};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, ListArray, PrimitiveArray, RecordBatch,
+    UInt32Array, UInt64Array,
+};
+use arrow_buffer::{ArrowNativeType, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field, SchemaRef};
+use cellflight_sampler::Batch;
+use cellflight_schemas::{Format, IndexType, MinibatchLayout, Transform, ValueType};
 use cellflight_store::Matrix;
 
+use super::columns::CachedColumn;
+use super::genes::GeneSpace;
 use crate::error::ServiceError;
 
-/// `cell_id`, the matrix's `indices` and `values`, `is_padding`.
-pub fn minibatch_schema(matrix: &Schema) -> SchemaRef {
-    let mut fields = vec![Arc::new(Field::new("cell_id", DataType::UInt64, false))];
-    fields.extend(matrix.fields().iter().cloned());
-    fields.push(Arc::new(Field::new("is_padding", DataType::Boolean, false)));
-    Arc::new(Schema::new(fields))
+/// What every minibatch of a stream holds, and how it is computed.
+pub struct Output {
+    pub schema: SchemaRef,
+    pub layout: MinibatchLayout,
+    pub genes: GeneSpace,
+    pub transform: Option<Transform>,
+    pub obs: Vec<Arc<CachedColumn>>,
+    /// The stored matrix's types.
+    pub stored: (IndexType, ValueType),
 }
 
-pub struct FetchReader<'a> {
-    matrix: &'a Matrix,
-    schema: SchemaRef,
+/// A fetch's cells, read: row i is the cell `cell_ids[i]`, found at
+/// `locations[i]` (slice, row) among zero-copy slices of the matrix.
+pub struct FetchRows {
+    cell_ids: Vec<u64>,
+    slices: Vec<RecordBatch>,
+    locations: Vec<(u32, u32)>,
 }
 
-impl<'a> FetchReader<'a> {
-    pub fn new(matrix: &'a Matrix) -> Self {
-        Self {
-            schema: minibatch_schema(matrix.schema()),
-            matrix,
+impl FetchRows {
+    /// Reads `cell_ids` (ascending), a run of consecutive ids at a time.
+    pub fn read(matrix: &Matrix, cell_ids: Vec<u64>) -> Result<Self, ServiceError> {
+        let mut slices = Vec::new();
+        for run in runs(&cell_ids) {
+            slices.extend(matrix.cells(run)?);
         }
-    }
-
-    /// The fetch's minibatches with their indices. The cohort is every cell
-    /// of the dataset, so cohort positions are cell ids.
-    pub fn minibatches(&self, fetch: &Fetch) -> Result<Vec<(u64, RecordBatch)>, ServiceError> {
-        let cells = fetch.read_order();
-        let slices = self.read(cells)?;
-        // Where each read row sits: (slice, row in slice). Minibatch rows are
-        // copied once, straight from the memory-mapped slices.
-        let locations: Vec<(usize, usize)> = slices
+        let locations = slices
             .iter()
             .enumerate()
-            .flat_map(|(slice, rows)| (0..rows.num_rows()).map(move |row| (slice, row)))
-            .collect();
-        fetch
-            .batches()
-            .map(|batch| {
-                let picks: Vec<(usize, usize)> = batch
-                    .read_indices
-                    .iter()
-                    .map(|&i| locations[i as usize])
-                    .collect();
-                let ids = batch.read_indices.iter().map(|&i| cells[i as usize]);
-                let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(ids))];
-                for column in 0..self.matrix.schema().fields().len() {
-                    let sources: Vec<&dyn Array> =
-                        slices.iter().map(|s| s.column(column).as_ref()).collect();
-                    columns.push(interleave(&sources, &picks)?);
-                }
-                columns.push(Arc::new(BooleanArray::from(batch.is_padding.to_vec())));
-                Ok((
-                    batch.index,
-                    RecordBatch::try_new(self.schema.clone(), columns)?,
-                ))
+            .flat_map(|(slice, rows)| {
+                (0..rows.num_rows() as u32).map(move |row| (slice as u32, row))
             })
-            .collect()
-    }
-
-    /// Rows of `cells` (sorted ids), in that order: zero-copy slices, a run
-    /// of consecutive ids at a time.
-    fn read(&self, cells: &[u64]) -> Result<Vec<RecordBatch>, ServiceError> {
-        let mut slices = Vec::new();
-        for run in runs(cells) {
-            slices.extend(self.matrix.cells(run)?);
-        }
-        Ok(slices)
+            .collect();
+        Ok(Self {
+            cell_ids,
+            slices,
+            locations,
+        })
     }
 }
 
 /// Sorted ids as ranges of consecutive ids.
-fn runs(sorted: &[u64]) -> Vec<std::ops::Range<u64>> {
+pub fn runs(sorted: &[u64]) -> Vec<std::ops::Range<u64>> {
     let mut runs: Vec<std::ops::Range<u64>> = Vec::new();
     for &id in sorted {
         match runs.last_mut() {
@@ -92,13 +75,307 @@ fn runs(sorted: &[u64]) -> Vec<std::ops::Range<u64>> {
     runs
 }
 
+impl Output {
+    /// Minibatch `batch` of a fetch whose cells are `rows`.
+    pub fn minibatch(&self, rows: &FetchRows, batch: &Batch) -> Result<RecordBatch, ServiceError> {
+        let picks = batch.read_indices;
+        let ids: Vec<u64> = picks.iter().map(|&i| rows.cell_ids[i as usize]).collect();
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(ids.clone()))];
+        columns.extend(self.expression(rows, picks)?);
+        columns.push(Arc::new(BooleanArray::from(batch.is_padding.to_vec())));
+        if !self.obs.is_empty() {
+            // Cell ids fit 32 bits (the sampler's MAX_CELLS).
+            let take = UInt32Array::from_iter_values(ids.iter().map(|&id| id as u32));
+            for column in &self.obs {
+                columns.push(arrow_select::take::take(column.array(), &take, None)?);
+            }
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    fn expression(&self, rows: &FetchRows, picks: &[u32]) -> Result<Vec<ArrayRef>, ServiceError> {
+        use IndexType as I;
+        use ValueType as V;
+        match self.stored {
+            (I::UInt16, V::UInt8) => self.typed::<UInt16Type, UInt8Type>(rows, picks),
+            (I::UInt16, V::UInt16) => self.typed::<UInt16Type, UInt16Type>(rows, picks),
+            (I::UInt16, V::UInt32) => self.typed::<UInt16Type, UInt32Type>(rows, picks),
+            (I::UInt16, V::Float32) => self.typed::<UInt16Type, Float32Type>(rows, picks),
+            (I::UInt16, V::Float64) => self.typed::<UInt16Type, Float64Type>(rows, picks),
+            (I::UInt32, V::UInt8) => self.typed::<UInt32Type, UInt8Type>(rows, picks),
+            (I::UInt32, V::UInt16) => self.typed::<UInt32Type, UInt16Type>(rows, picks),
+            (I::UInt32, V::UInt32) => self.typed::<UInt32Type, UInt32Type>(rows, picks),
+            (I::UInt32, V::Float32) => self.typed::<UInt32Type, Float32Type>(rows, picks),
+            (I::UInt32, V::Float64) => self.typed::<UInt32Type, Float64Type>(rows, picks),
+        }
+    }
+
+    fn typed<I, V>(&self, rows: &FetchRows, picks: &[u32]) -> Result<Vec<ArrayRef>, ServiceError>
+    where
+        I: ArrowPrimitiveType,
+        V: ArrowPrimitiveType,
+        I::Native: GeneIndex,
+        V::Native: StoredValue,
+    {
+        let views: Vec<SliceView<'_, I, V>> = rows.slices.iter().map(SliceView::new).collect();
+        let cells = picks.iter().map(|&pick| {
+            let (slice, row) = rows.locations[pick as usize];
+            views[slice as usize].row(row as usize)
+        });
+        let scale = self.transform.map(ValueScale::new);
+        Ok(match self.layout.format {
+            Format::Csr if self.genes.is_all() && scale.is_none() => csr_stored::<I, V>(cells),
+            Format::Csr => self.csr_computed::<I, V>(cells, scale)?,
+            Format::Dense => vec![self.dense::<I, V>(cells, picks.len(), scale)],
+        })
+    }
+
+    /// CSR rows with a gene selection or a transform applied.
+    fn csr_computed<'a, I, V>(
+        &self,
+        cells: impl Iterator<Item = (&'a [I::Native], &'a [V::Native])>,
+        scale: Option<ValueScale>,
+    ) -> Result<Vec<ArrayRef>, ServiceError>
+    where
+        I: ArrowPrimitiveType,
+        V: ArrowPrimitiveType,
+        I::Native: GeneIndex,
+        V::Native: StoredValue,
+    {
+        let mut offsets = vec![0i32];
+        let mut indices: Vec<u32> = Vec::new();
+        let mut stored: Vec<V::Native> = Vec::new();
+        let mut scaled: Vec<f32> = Vec::new();
+        let mut entries: Vec<(u32, V::Native)> = Vec::new();
+        for (row_indices, row_values) in cells {
+            self.select(row_indices, row_values, &mut entries);
+            indices.extend(entries.iter().map(|&(gene, _)| gene));
+            match &scale {
+                None => stored.extend(entries.iter().map(|&(_, v)| v)),
+                Some(scale) => {
+                    let factor = scale.factor(row_values);
+                    scaled.extend(entries.iter().map(|&(_, v)| scale.apply(v, factor)));
+                }
+            }
+            offsets.push(indices.len() as i32);
+        }
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let indices = narrow_indices(indices, self.layout.index_type())?;
+        let values: ArrayRef = match scale {
+            None => Arc::new(PrimitiveArray::<V>::new(stored.into(), None)),
+            Some(_) => Arc::new(PrimitiveArray::<Float32Type>::new(scaled.into(), None)),
+        };
+        Ok(vec![list(offsets.clone(), indices), list(offsets, values)])
+    }
+
+    /// Dense rows over the output gene space, built for this minibatch only.
+    fn dense<'a, I, V>(
+        &self,
+        cells: impl Iterator<Item = (&'a [I::Native], &'a [V::Native])>,
+        n_cells: usize,
+        scale: Option<ValueScale>,
+    ) -> ArrayRef
+    where
+        I: ArrowPrimitiveType,
+        V: ArrowPrimitiveType,
+        I::Native: GeneIndex,
+        V::Native: StoredValue,
+    {
+        let width = self.layout.n_genes as usize;
+        let mut x = vec![0f32; n_cells * width];
+        let mut entries: Vec<(u32, V::Native)> = Vec::new();
+        for (row, (row_indices, row_values)) in cells.enumerate() {
+            self.select(row_indices, row_values, &mut entries);
+            let out = &mut x[row * width..(row + 1) * width];
+            match &scale {
+                None => entries
+                    .iter()
+                    .for_each(|&(gene, v)| out[gene as usize] = v.to_f64() as f32),
+                Some(scale) => {
+                    let factor = scale.factor(row_values);
+                    for &(gene, v) in &entries {
+                        out[gene as usize] = scale.apply(v, factor);
+                    }
+                }
+            }
+        }
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let values = Arc::new(PrimitiveArray::<Float32Type>::new(x.into(), None));
+        Arc::new(FixedSizeListArray::new(item, width as i32, values, None))
+    }
+
+    /// A row's entries in the output gene space, sorted by output position.
+    fn select<G: GeneIndex, W: Copy>(&self, indices: &[G], values: &[W], out: &mut Vec<(u32, W)>) {
+        out.clear();
+        out.extend(
+            indices
+                .iter()
+                .zip(values)
+                .filter_map(|(&g, &v)| self.genes.position(g.gene()).map(|p| (p, v))),
+        );
+        if !self.genes.keeps_order() {
+            out.sort_unstable_by_key(|&(gene, _)| gene);
+        }
+    }
+}
+
+/// The stored rows as they are: both lists copied once, straight from the
+/// memory-mapped slices.
+fn csr_stored<'a, I, V>(
+    cells: impl Iterator<Item = (&'a [I::Native], &'a [V::Native])>,
+) -> Vec<ArrayRef>
+where
+    I: ArrowPrimitiveType,
+    V: ArrowPrimitiveType,
+{
+    let mut offsets = vec![0i32];
+    let mut indices: Vec<I::Native> = Vec::new();
+    let mut values: Vec<V::Native> = Vec::new();
+    for (row_indices, row_values) in cells {
+        indices.extend_from_slice(row_indices);
+        values.extend_from_slice(row_values);
+        offsets.push(indices.len() as i32);
+    }
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    let indices = Arc::new(PrimitiveArray::<I>::new(indices.into(), None));
+    let values = Arc::new(PrimitiveArray::<V>::new(values.into(), None));
+    vec![list(offsets.clone(), indices), list(offsets, values)]
+}
+
+fn list(offsets: OffsetBuffer<i32>, items: ArrayRef) -> ArrayRef {
+    let item = Arc::new(Field::new("item", items.data_type().clone(), false));
+    Arc::new(ListArray::new(item, offsets, items, None))
+}
+
+/// Output positions in the narrowest type of the output space.
+fn narrow_indices(indices: Vec<u32>, index_type: IndexType) -> Result<ArrayRef, ServiceError> {
+    let wide = PrimitiveArray::<UInt32Type>::new(indices.into(), None);
+    Ok(match index_type {
+        IndexType::UInt32 => Arc::new(wide),
+        IndexType::UInt16 => arrow_cast::cast(&wide, &DataType::UInt16)?,
+    })
+}
+
+/// One stored slice's lists, as plain slices.
+struct SliceView<'a, I: ArrowPrimitiveType, V: ArrowPrimitiveType> {
+    offsets: &'a [i32],
+    indices: &'a [I::Native],
+    values: &'a [V::Native],
+}
+
+impl<'a, I: ArrowPrimitiveType, V: ArrowPrimitiveType> SliceView<'a, I, V> {
+    fn new(slice: &'a RecordBatch) -> Self {
+        use arrow_array::cast::AsArray;
+        // The stored schema is checked when the dataset opens: indices,
+        // then values, each a List of the manifest's type.
+        let indices = slice.column(0).as_list::<i32>();
+        let values = slice.column(1).as_list::<i32>();
+        Self {
+            offsets: indices.value_offsets(),
+            indices: indices.values().as_primitive::<I>().values(),
+            values: values.values().as_primitive::<V>().values(),
+        }
+    }
+
+    #[inline]
+    fn row(&self, row: usize) -> (&'a [I::Native], &'a [V::Native]) {
+        let (start, end) = (self.offsets[row] as usize, self.offsets[row + 1] as usize);
+        (&self.indices[start..end], &self.values[start..end])
+    }
+}
+
+/// A stored gene index.
+trait GeneIndex: ArrowNativeType {
+    fn gene(self) -> u32;
+}
+
+impl GeneIndex for u16 {
+    fn gene(self) -> u32 {
+        u32::from(self)
+    }
+}
+
+impl GeneIndex for u32 {
+    fn gene(self) -> u32 {
+        self
+    }
+}
+
+/// A stored expression value.
+trait StoredValue: ArrowNativeType {
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! stored_value {
+    ($($t:ty),*) => {$(
+        impl StoredValue for $t {
+            #[inline]
+            fn to_f64(self) -> f64 {
+                f64::from(self)
+            }
+        }
+    )*};
+}
+stored_value!(u8, u16, u32, f32, f64);
+
+/// A transform, computed in f64 and rounded once to f32.
+struct ValueScale {
+    normalize_total: Option<f64>,
+    log1p: bool,
+}
+
+impl ValueScale {
+    fn new(transform: Transform) -> Self {
+        Self {
+            normalize_total: transform.normalize_total,
+            log1p: transform.log1p,
+        }
+    }
+
+    /// The factor a row's values are multiplied by: target / the row's
+    /// total over all stored genes (a row with total 0 has no entries).
+    fn factor<W: StoredValue>(&self, row_values: &[W]) -> f64 {
+        match self.normalize_total {
+            None => 1.0,
+            Some(target) => {
+                let total: f64 = row_values.iter().map(|&v| v.to_f64()).sum();
+                if total > 0.0 {
+                    target / total
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn apply<W: StoredValue>(&self, value: W, factor: f64) -> f32 {
+        let scaled = value.to_f64() * factor;
+        (if self.log1p { scaled.ln_1p() } else { scaled }) as f32
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::runs;
+    use super::*;
 
     #[test]
     fn consecutive_ids_coalesce_into_runs() {
         assert_eq!(runs(&[3, 4, 5, 9, 10, 12]), vec![3..6, 9..11, 12..13]);
         assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_transform_normalises_over_the_whole_row_then_takes_log1p() {
+        let scale = ValueScale::new(Transform {
+            normalize_total: Some(100.0),
+            log1p: true,
+        });
+        let row = [1u16, 3];
+        let factor = scale.factor(&row);
+        assert_eq!(factor, 25.0);
+        assert_eq!(scale.apply(3u16, factor), (75f64).ln_1p() as f32);
+        let empty: [u16; 0] = [];
+        assert_eq!(scale.factor(&empty), 0.0);
     }
 }

@@ -2,19 +2,25 @@
 //! split, carrying `{"partition": p, "batch": k}` as app_metadata.
 
 use arrow_array::RecordBatch;
-use arrow_flight::{FlightData, SchemaAsIpc};
+use arrow_flight::FlightData;
 use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
 use arrow_schema::Schema;
 
 use crate::error::ServiceError;
 
-/// The schema message that opens every stream (also an empty one).
-pub fn schema_message(schema: &Schema) -> FlightData {
-    SchemaAsIpc::new(schema, &IpcWriteOptions::default()).into()
+/// The schema message that opens every stream (also an empty one). It
+/// assigns the dictionary ids that `tracker` then encodes batches with.
+pub fn schema_message(schema: &Schema, tracker: &mut DictionaryTracker) -> FlightData {
+    let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+        schema,
+        tracker,
+        &IpcWriteOptions::default(),
+    );
+    encoded.into()
 }
 
 /// The messages of one minibatch (dictionaries first, if any).
-pub fn encode_minibatches(
+pub fn encode_minibatch(
     batch: &RecordBatch,
     partition: u32,
     index: u64,

@@ -2,11 +2,14 @@
 //! partitions, each served from its ticket as one record batch a minibatch.
 
 mod assemble;
+mod cohort;
+mod columns;
 mod encode;
-mod request;
-mod ticket;
+mod genes;
+mod plan;
+mod produce;
 
-pub use assemble::{minibatch_schema, FetchReader};
-pub use encode::{encode_minibatches, schema_message};
-pub use request::StreamRequest;
-pub use ticket::StreamTicket;
+pub use cohort::WeightedCache;
+pub use columns::ColumnCache;
+pub use plan::StreamPlan;
+pub use produce::stream_partition;

@@ -1,0 +1,81 @@
+//! Whole metadata columns held in memory, read once per dataset version:
+//! obs columns attached to minibatches, gene names resolved for requests.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::FieldRef;
+use cellflight_sql::{ByteLru, CacheCost};
+use cellflight_store::{Dataset, Table};
+
+use crate::error::ServiceError;
+
+/// One column, all rows in cell (or gene) order.
+pub struct CachedColumn {
+    field: FieldRef,
+    array: ArrayRef,
+}
+
+impl CachedColumn {
+    pub fn field(&self) -> &FieldRef {
+        &self.field
+    }
+
+    pub fn array(&self) -> &dyn Array {
+        self.array.as_ref()
+    }
+}
+
+impl CacheCost for CachedColumn {
+    fn cost_bytes(&self) -> usize {
+        self.array.get_array_memory_size()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ColumnKey {
+    version: String,
+    table: Table,
+    column: String,
+}
+
+/// Columns by (dataset version, table, column), within a byte budget.
+pub struct ColumnCache {
+    columns: ByteLru<ColumnKey, CachedColumn>,
+}
+
+impl ColumnCache {
+    pub fn new(budget_bytes: usize) -> Self {
+        Self {
+            columns: ByteLru::new(budget_bytes),
+        }
+    }
+
+    /// Column `column` of `table`, from the cache or read whole (on a
+    /// blocking thread: a column of 10^8 cells takes a while).
+    pub async fn get_or_read(
+        &self,
+        dataset: &Arc<Dataset>,
+        table: Table,
+        column: &str,
+    ) -> Result<Arc<CachedColumn>, ServiceError> {
+        let key = ColumnKey {
+            version: dataset.manifest().version.clone(),
+            table,
+            column: column.to_string(),
+        };
+        if let Some(hit) = self.columns.get(&key) {
+            return Ok(hit);
+        }
+        let reading = Arc::clone(dataset);
+        let name = column.to_string();
+        let (field, array) = tokio::task::spawn_blocking(move || reading.column(table, &name))
+            .await
+            .map_err(|e| {
+                ServiceError::Internal(format!("reading column {column} failed: {e}"))
+            })??;
+        let cached = Arc::new(CachedColumn { field, array });
+        self.columns.insert(key, cached.clone());
+        Ok(cached)
+    }
+}
