@@ -108,7 +108,9 @@ def test_resuming_from_start_batch_gives_exactly_the_rest(served):
         ('{"batch_size": -4}', pa.ArrowInvalid, ["invalid value"]),
         ('{"dataset": "nope"}', pa.ArrowKeyError, ["not found", "unknown dataset", "nope"]),
         ('{"batch_size": 100000}', pa.ArrowInvalid, ["67108864", "lower batch_size"]),
-        ('{"query": "plate = 1"}', pa.ArrowNotImplementedError, ["query"]),
+        ('{"query": "no_such_column > 1"}', pa.ArrowInvalid, ["unknown column", "no_such_column"]),
+        ('{"query": "plate = 1"}', pa.ArrowInvalid, ["invalid query", "Int64"]),
+        ("\x00\x01garbage", pa.ArrowInvalid, ["neither a JSON object", "nor a Flight SQL command"]),
     ],
 )
 def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(served, request_json, error, words):
@@ -123,7 +125,7 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(served, requ
 @pytest.mark.parametrize(
     "edit, words",
     [
-        (lambda t: b"garbage", ["invalid argument", "invalid ticket"]),
+        (lambda t: b"garbage", ["invalid argument", "invalid ticket", "neither a JSON object"]),
         (lambda t: {**t, "partition": 5}, ["invalid argument", "partition 5", "1 partitions"]),
         (lambda t: {**t, "start_batch": -1}, ["invalid argument", "invalid ticket"]),
         (lambda t: {**t, "start_batch": 10_000}, ["invalid argument", "start_batch"]),
