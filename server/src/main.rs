@@ -1,21 +1,9 @@
 //! `cellflight`: serve datasets over Arrow Flight, and build them.
 
-mod adhoc;
-mod catalog;
-mod cli;
-mod commands;
-mod error;
-mod flight;
-mod flight_sql;
-mod progress;
-mod query;
-mod size;
-mod state;
-mod stream;
-
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use cellflight::{cli, commands};
 use clap::Parser;
 
 fn main() -> ExitCode {

@@ -5,6 +5,8 @@ mod ingest;
 mod inspect;
 mod serve;
 
+pub use serve::{router, server_state};
+
 use std::path::PathBuf;
 
 use cellflight_generate::GenerateError;

@@ -25,6 +25,16 @@ const DEMO_CELLS: u64 = 100_000;
 const DEMO_NAME: &str = "demo";
 
 pub fn run(args: ServeArgs) -> Result<(), CommandError> {
+    let state = server_state(&args)?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| CommandError::Serve(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(state, &args))
+}
+
+/// What a server with these flags shares between requests: its catalog
+/// (the demo dataset is generated first if there is no --data), SQL engine
+/// and caches.
+pub fn server_state(args: &ServeArgs) -> Result<Arc<ServerState>, CommandError> {
     let data = match &args.data {
         Some(data) => data.clone(),
         None => ensure_demo(&cache_dir(args.cache_dir.as_deref())?)?,
@@ -38,16 +48,13 @@ pub fn run(args: ServeArgs) -> Result<(), CommandError> {
         )));
     }
     let cohort_cache = args.sql.cohort_cache.0 as usize;
-    let state = Arc::new(ServerState {
+    Ok(Arc::new(ServerState {
         catalog,
         sql: sql_engine(&args.sql)?,
         cohorts: CohortCache::new(cohort_cache),
         weighted: WeightedCache::new(cohort_cache),
         columns: ColumnCache::new(args.column_cache.0 as usize),
-    });
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| CommandError::Serve(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(state, &args))
+    }))
 }
 
 fn sql_engine(args: &SqlArgs) -> Result<SqlEngine, CommandError> {
@@ -107,7 +114,9 @@ async fn serve(state: Arc<ServerState>, args: &ServeArgs) -> Result<(), CommandE
     served.map_err(|e| CommandError::Serve(format!("server failed: {e}")))
 }
 
-fn router(state: &Arc<ServerState>) -> tonic::transport::server::Router {
+/// The Flight service (training stream, SQL, Flight SQL) over `state`,
+/// ready to serve on any listener.
+pub fn router(state: &Arc<ServerState>) -> tonic::transport::server::Router {
     let service = FlightServiceServer::new(CellflightService::new(Arc::clone(state)))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder().add_service(service)

@@ -1,0 +1,19 @@
+//! The cellflight data service as a library: the commands of the
+//! `cellflight` binary, and its Flight service for tools and tests that
+//! run a server in-process (`server_state` + `router`).
+
+mod adhoc;
+mod catalog;
+pub mod cli;
+pub mod commands;
+mod error;
+mod flight;
+mod flight_sql;
+mod progress;
+mod query;
+mod size;
+mod state;
+mod stream;
+
+pub use commands::{router, server_state, CommandError};
+pub use state::ServerState;
