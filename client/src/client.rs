@@ -1,0 +1,179 @@
+use std::path::PathBuf;
+
+use arrow_array::RecordBatch;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
+use arrow_schema::SchemaRef;
+use cellflight_schemas::{StreamRequest, StreamTicket};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::ClientError;
+
+/// Largest message the client accepts: a minibatch is never split, and the
+/// server refuses requests whose minibatches could exceed 64 MiB (tonic's
+/// default limit is 4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 80 << 20;
+
+/// A connection to a cellflight server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    flight: FlightServiceClient<Channel>,
+}
+
+/// An epoch as planned by `GetFlightInfo`: one ticket a partition.
+#[derive(Debug, Clone)]
+pub struct EpochPlan {
+    pub tickets: Vec<StreamTicket>,
+    pub schema: SchemaRef,
+    /// Cells streamed in the epoch, padding included.
+    pub total_records: u64,
+    pub cohort_size: u64,
+    pub batches_per_partition: u64,
+    pub dataset_version: String,
+}
+
+/// A partition's minibatches, in order.
+pub type MinibatchStream = BoxStream<'static, Result<Minibatch, ClientError>>;
+
+/// One minibatch and where it sits in its partition's stream.
+#[derive(Debug, Clone)]
+pub struct Minibatch {
+    pub partition: u32,
+    /// The batch's index; resume after it with `start_batch = batch + 1`.
+    pub batch: u64,
+    pub data: RecordBatch,
+}
+
+impl Client {
+    /// Connects to `grpc://host:port` or `grpc+unix:///path/to/socket`.
+    pub async fn connect(address: &str) -> Result<Self, ClientError> {
+        let channel = if let Some(path) = address.strip_prefix("grpc+unix://") {
+            let path = PathBuf::from(path);
+            // The URI is unused by the connector; it only names the authority.
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        tokio::net::UnixStream::connect(path)
+                            .await
+                            .map(TokioIo::new)
+                    }
+                }))
+                .await
+        } else if let Some(host) = address.strip_prefix("grpc://") {
+            Endpoint::from_shared(format!("http://{host}"))
+                .map_err(|e| ClientError::Address {
+                    address: address.into(),
+                    reason: e.to_string(),
+                })?
+                .connect()
+                .await
+        } else {
+            return Err(ClientError::Address {
+                address: address.into(),
+                reason: "expected grpc://host:port or grpc+unix:///path".into(),
+            });
+        };
+        let channel = channel.map_err(|source| ClientError::Connect {
+            address: address.into(),
+            source,
+        })?;
+        let flight = FlightServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self { flight })
+    }
+
+    /// Plans an epoch of `request`.
+    pub async fn plan(&mut self, request: &StreamRequest) -> Result<EpochPlan, ClientError> {
+        let descriptor = FlightDescriptor::new_cmd(request.to_json());
+        let info = self.flight.get_flight_info(descriptor).await?.into_inner();
+        epoch_plan(info)
+    }
+
+    /// The minibatches of the partition `ticket` names, from its
+    /// `start_batch` on.
+    pub async fn stream(&mut self, ticket: &StreamTicket) -> Result<MinibatchStream, ClientError> {
+        let ticket = Ticket::new(ticket.to_json());
+        let messages = self.flight.do_get(ticket).await?.into_inner();
+        let decoder = FlightDataDecoder::new(messages.map_err(Into::into));
+        Ok(decoder
+            .filter_map(|message| async move {
+                match message {
+                    Err(error) => Some(Err(ClientError::from(error))),
+                    Ok(decoded) => match decoded.payload {
+                        DecodedPayload::RecordBatch(data) => {
+                            Some(minibatch(&decoded.inner.app_metadata, data))
+                        }
+                        DecodedPayload::Schema(_) | DecodedPayload::None => None,
+                    },
+                }
+            })
+            .boxed())
+    }
+}
+
+fn epoch_plan(info: FlightInfo) -> Result<EpochPlan, ClientError> {
+    let protocol = |what: String| ClientError::Protocol(what);
+    let metadata: serde_json::Value = serde_json::from_slice(&info.app_metadata)
+        .map_err(|e| protocol(format!("FlightInfo app_metadata is not JSON: {e}")))?;
+    let field = |name: &str| {
+        metadata
+            .get(name)
+            .ok_or_else(|| protocol(format!("FlightInfo app_metadata lacks {name}")))
+    };
+    let number = |name: &str| {
+        field(name)?
+            .as_u64()
+            .ok_or_else(|| protocol(format!("FlightInfo app_metadata {name} is not a count")))
+    };
+    let tickets = info
+        .endpoint
+        .iter()
+        .map(|endpoint| {
+            let ticket = endpoint
+                .ticket
+                .as_ref()
+                .ok_or_else(|| protocol("an endpoint without a ticket".into()))?;
+            StreamTicket::from_json(&ticket.ticket)
+                .map_err(|e| protocol(format!("a ticket the client cannot read: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(EpochPlan {
+        schema: std::sync::Arc::new(
+            info.clone()
+                .try_decode_schema()
+                .map_err(|e| protocol(format!("unreadable schema: {e}")))?,
+        ),
+        total_records: u64::try_from(info.total_records)
+            .map_err(|_| protocol("negative total_records".into()))?,
+        cohort_size: number("cohort_size")?,
+        batches_per_partition: number("batches_per_partition")?,
+        dataset_version: field("dataset_version")?
+            .as_str()
+            .ok_or_else(|| protocol("dataset_version is not text".into()))?
+            .to_string(),
+        tickets,
+    })
+}
+
+fn minibatch(app_metadata: &[u8], data: RecordBatch) -> Result<Minibatch, ClientError> {
+    let position: serde_json::Value = serde_json::from_slice(app_metadata).map_err(|e| {
+        ClientError::Protocol(format!("a minibatch's app_metadata is not JSON: {e}"))
+    })?;
+    let count = |name: &str| {
+        position.get(name).and_then(|v| v.as_u64()).ok_or_else(|| {
+            ClientError::Protocol(format!("a minibatch's app_metadata lacks {name}"))
+        })
+    };
+    Ok(Minibatch {
+        partition: u32::try_from(count("partition")?)
+            .map_err(|_| ClientError::Protocol("partition beyond u32".into()))?,
+        batch: count("batch")?,
+        data,
+    })
+}

@@ -1,0 +1,20 @@
+/// What can go wrong talking to a cellflight server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is not `grpc://host:port` or `grpc+unix:///path`.
+    #[error("invalid address {address:?}: {reason}")]
+    Address { address: String, reason: String },
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        source: tonic::transport::Error,
+    },
+    /// The server answered with an error status (its code and message).
+    #[error("the server refused: {0}")]
+    Status(#[from] tonic::Status),
+    /// The server's answer does not follow docs/protocol.md.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Flight(#[from] arrow_flight::error::FlightError),
+}
