@@ -1,0 +1,32 @@
+"""cellflight: single-cell minibatches over Arrow Flight.
+
+    import cellflight
+    client = cellflight.connect("grpc://127.0.0.1:50051")
+    client.sql("SELECT plate, count(*) AS n FROM demo.cells GROUP BY plate")
+    for batch in client.loader("demo", batch_size=64):
+        ...
+
+PyTorch: `cellflight.torch.CellDataset`; Lightning:
+`cellflight.lightning.CellFlightDataModule`. See docs/python.md.
+"""
+
+from .client import Client, DatasetInfo, connect
+from .errors import (
+    Cancelled,
+    CellflightError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+    Unimplemented,
+)
+from .loader import Batch, Loader
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch", "Cancelled", "CellflightError", "Client", "DatasetInfo", "DeadlineExceeded", "FailedPrecondition",
+    "InvalidArgument", "Loader", "NotFound", "ResourceExhausted", "Unavailable", "Unimplemented", "connect",
+]
