@@ -35,6 +35,7 @@ STATE_VERSION = 1
 # torch warns once per process that its sparse CSR support is "beta"; every
 # DataLoader worker would print it.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning)
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
 
 
 def _from_arrow(array: pa.Array) -> torch.Tensor:
@@ -205,11 +206,12 @@ class CellDataset(IterableDataset):
     def _convert(self, batch: Batch):
         return to_torch(batch, self.dtype)
 
-    def _plan_loader(self) -> Loader:
+    def _plan_loader(self, strict: bool = True) -> Loader:
         """A loader of this rank's first worker, for planning in the main process."""
-        key = (self.epoch, self.num_workers)
+        workers = self._workers(strict)
+        key = (self.epoch, workers)
         if self._loader_cache is None or getattr(self._loader_cache, "_key", None) != key:
-            self._loader_cache = self._loader(self._workers(), 0, self.epoch, None)
+            self._loader_cache = self._loader(workers, 0, self.epoch, None)
             self._loader_cache._key = key
         return self._loader_cache
 
@@ -217,6 +219,11 @@ class CellDataset(IterableDataset):
         """Batches this rank's DataLoader yields in one epoch."""
         loader = self._plan_loader()
         return loader.batches_per_partition * self.slots
+
+    @property
+    def n_genes(self) -> int:
+        """Width of the output gene space (the columns of `X`)."""
+        return self._plan_loader(strict=False).n_genes
 
     @property
     def metadata(self) -> dict:
