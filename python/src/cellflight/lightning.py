@@ -53,6 +53,8 @@ class CellFlightDataModule(pl.LightningDataModule):
         self.train_dataset: CellDataset | None = None
         self.val_dataset: CellDataset | None = None
         self._pending_state: dict | None = None
+        if self.val_options is None:
+            self.val_dataloader = None  # Lightning then sees no validation data (rather than an empty loader)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is None:
@@ -70,8 +72,6 @@ class CellFlightDataModule(pl.LightningDataModule):
         return self._loader(self.train_dataset)
 
     def val_dataloader(self):
-        if self.val_dataset is None:
-            return []
         return self._loader(self.val_dataset)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
