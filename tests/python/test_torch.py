@@ -247,3 +247,26 @@ def test_the_lightning_datamodule_follows_the_trainers_epochs_and_checkpoints_pr
     assert epochs[0] != epochs[1], "the trainer's epoch reaches the workers"
     state = dm.state_dict()["train"]
     assert state["epoch"] == 1 and state["next_batch"] == [dm.train_dataset.metadata["batches_per_partition"]] * 2
+
+
+def test_workers_forked_after_the_parent_used_the_server_work(address):
+    """gRPC does not survive fork(); the package closes its idle connections
+    before one, so planning in the parent (len, categories, SQL) is fine."""
+    client = cellflight.connect(address)
+    assert client.count("tahoe") == N_TAHOE
+    ds = CellDataset(client, "tahoe", batch_size=500, num_workers=2, obs_columns=["plate"])
+    assert len(ds) == 4 and ds.categories["plate"]
+    for _ in range(2):
+        assert sorted(real_cells(epoch_of(ds))) == list(range(N_TAHOE))
+
+
+def test_a_worker_forked_while_the_parent_streams_refuses_instead_of_hanging(address):
+    stream = iter(cellflight.connect(address).loader("tahoe", batch_size=10))
+    next(stream)
+    try:
+        ds = CellDataset(address, "tahoe", num_workers=2)
+        with pytest.raises(cellflight.CellflightError, match="forked while gRPC was running.*multiprocessing_context"):
+            epoch_of(ds, timeout=60)
+    finally:
+        stream.close()
+    assert sorted(real_cells(epoch_of(ds))) == list(range(N_TAHOE)), "once the stream is closed, forks are fine"
