@@ -270,3 +270,15 @@ def test_a_worker_forked_while_the_parent_streams_refuses_instead_of_hanging(add
     finally:
         stream.close()
     assert sorted(real_cells(epoch_of(ds))) == list(range(N_TAHOE)), "once the stream is closed, forks are fine"
+
+
+def test_a_batch_from_a_worker_travels_as_one_shared_memory_buffer(address):
+    """One shared-memory segment per batch, not one per tensor: the
+    DataLoader's cost of handing a batch to the training process."""
+    ds = CellDataset(address, "tahoe", batch_size=64, num_workers=1, obs_columns=["plate", "stat_total"])
+    batch = next(iter(DataLoader(ds, batch_size=None, num_workers=1)))
+    X = batch["X"]
+    tensors = [X.crow_indices(), X.col_indices(), X.values(), batch["cell_id"], batch["is_padding"], *batch["obs"].values()]
+    assert len({t.untyped_storage().data_ptr() for t in tensors}) == 1
+    assert all(t.is_shared() for t in tensors)
+    assert X.values().dtype == torch.float32 and X.col_indices().dtype == torch.int32

@@ -22,7 +22,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
@@ -43,49 +42,114 @@ def _from_arrow(array: pa.Array) -> torch.Tensor:
     return torch.from_dlpack(array)
 
 
-def _offsets(column: pa.Array) -> tuple[pa.Array, int, int]:
-    offsets = column.offsets
-    start, end = offsets[0].as_py(), offsets[-1].as_py()
-    if start:
-        offsets = pc.subtract(offsets, pa.scalar(start, pa.int32()))
-    return offsets, start, end
+# Conversions run in the loader's reader threads, and torch ops there would
+# start an OpenMP team per thread that fights the gRPC threads for the
+# cores (10x slower on 2 cores): numpy converts, torch only wraps.
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16,
+          torch.int64: np.int64, torch.int32: np.int32}
 
 
-def _obs_tensor(array: np.ndarray, categorical: bool):
+def _as(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    if dtype in _NUMPY:
+        return torch.from_numpy(array.astype(_NUMPY[dtype]))  # a new, writable array
+    return torch.from_numpy(array.astype(np.float32)).to(dtype)
+
+
+_TORCH = {np.dtype(k): v for k, v in {
+    np.float16: torch.float16, np.float32: torch.float32, np.float64: torch.float64, np.int8: torch.int8,
+    np.int16: torch.int16, np.int32: torch.int32, np.int64: torch.int64, np.uint8: torch.uint8, np.bool_: torch.bool,
+}.items()}
+
+
+def _obs_dtype(array: np.ndarray, categorical: bool):
+    """The numpy type an obs column travels as, or None for a list."""
     if categorical:
-        return torch.from_numpy(array.astype(np.int64))
+        return np.dtype(np.int64)
     if array.dtype == object:
-        return array.tolist()  # strings (or booleans with nulls): no tensor type
-    return torch.from_numpy(np.array(array))  # small: a copy keeps torch from warning about read-only memory
+        return None  # strings (or booleans with nulls): no tensor type
+    if array.dtype in _TORCH:
+        return array.dtype
+    return np.dtype(np.int64) if array.dtype.kind in "ui" else np.dtype(np.float64)
 
 
-def to_torch(batch: Batch, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+class _Arena:
+    """Tensors carved out of one storage, filled from numpy (casting on the
+    way). Crossing from a DataLoader worker, a batch is then one
+    shared-memory segment instead of one per tensor."""
+
+    def __init__(self):
+        self.parts: list[tuple[np.ndarray, np.dtype]] = []
+
+    def add(self, source: np.ndarray, dtype) -> int:
+        self.parts.append((source, np.dtype(dtype)))
+        return len(self.parts) - 1
+
+    def build(self, shared: bool) -> list[torch.Tensor]:
+        offsets, total = [], 0
+        for source, dtype in self.parts:
+            total = -(-total // 8) * 8
+            offsets.append(total)
+            total += source.size * dtype.itemsize
+        buffer = torch.empty(max(total, 8), dtype=torch.uint8)
+        if shared:
+            buffer.share_memory_()
+        raw = buffer.numpy()
+        out = []
+        for (source, dtype), offset in zip(self.parts, offsets):
+            size = source.size * dtype.itemsize
+            raw[offset:offset + size].view(dtype).reshape(source.shape)[...] = source
+            out.append(buffer[offset:offset + size].view(_TORCH[dtype]).view(source.shape))
+        return out
+
+
+def to_torch(batch: Batch, dtype: torch.dtype = torch.float32, pack: bool = False) -> dict[str, Any]:
     """A minibatch as tensors: `X` (a `torch.sparse_csr_tensor` with int32
     indices for `csr`, a dense tensor for `dense`, values in `dtype`),
     `cell_id` (int64), `is_padding` (bool), `obs` (name → tensor;
     categoricals as int64 codes into the dataset's full category list, -1
     for missing; strings as lists), and the batch's place in its stream:
-    `epoch`, `partition`, `batch_index`."""
+    `epoch`, `partition`, `batch_index`.
+
+    Without `pack`, a dense float32 `X` is the received Arrow buffer itself
+    (no copy). With `pack` (what DataLoader workers use), every tensor is a
+    view of one shared-memory buffer, so handing the batch to the training
+    process costs one segment rather than one per tensor."""
     rb = batch.record_batch
     n = rb.num_rows
-    if batch.x is not None:
-        column = rb.column("x")
-        X = _from_arrow(column.flatten()).view(n, column.type.list_size)  # no copy for float32
-        if X.dtype != dtype:
-            X = X.to(dtype)
-    else:
-        indices = rb.column("indices")
-        offsets, start, end = _offsets(indices)
-        crow = _from_arrow(offsets)
-        col = _from_arrow(indices.values.slice(start, end - start)).to(torch.int32)
-        values = _from_arrow(rb.column("values").values.slice(start, end - start)).to(dtype)
-        X = torch.sparse_csr_tensor(crow, col, values, size=(n, batch.n_genes))
     categorical = {f.name for f in rb.schema if pa.types.is_dictionary(f.type)}
+    value_type = _NUMPY.get(dtype)
+    arena = _Arena()
+    lists = {}
+    if batch.x is None:
+        crow, col = arena.add(batch.indptr, np.int32), arena.add(batch.indices, np.int32)
+        if value_type is not None:
+            values = arena.add(batch.values, value_type)
+    elif pack and value_type is not None:
+        x = arena.add(batch.x, value_type)
+    cell_id, padding = arena.add(batch.cell_id, np.int64), arena.add(batch.is_padding, np.bool_)
+    obs = {}
+    for name, array in batch.obs.items():
+        kind = _obs_dtype(array, name in categorical)
+        if kind is None:
+            lists[name] = array.tolist()
+        else:
+            obs[name] = arena.add(array, kind)
+    tensors = arena.build(shared=pack)
+    if batch.x is None:
+        vals = tensors[values] if value_type is not None else _as(batch.values, dtype)
+        X = torch.sparse_csr_tensor(tensors[crow], tensors[col], vals, size=(n, batch.n_genes))
+    elif pack and value_type is not None:
+        X = tensors[x]
+    elif dtype == torch.float32:
+        column = rb.column("x")
+        X = _from_arrow(column.flatten()).view(n, column.type.list_size)  # the Arrow buffer, no copy
+    else:
+        X = _as(batch.x, dtype)
     return {
         "X": X,
-        "cell_id": torch.from_numpy(batch.cell_id.astype(np.int64)),
-        "is_padding": torch.from_numpy(np.array(batch.is_padding, dtype=bool)),
-        "obs": {name: _obs_tensor(values, name in categorical) for name, values in batch.obs.items()},
+        "cell_id": tensors[cell_id],
+        "is_padding": tensors[padding],
+        "obs": {name: tensors[obs[name]] if name in obs else lists[name] for name in batch.obs},
         "epoch": batch.epoch,
         "partition": batch.partition,
         "batch_index": batch.index,
@@ -204,7 +268,7 @@ class CellDataset(IterableDataset):
         )
 
     def _convert(self, batch: Batch):
-        return to_torch(batch, self.dtype)
+        return to_torch(batch, self.dtype, pack=get_worker_info() is not None)
 
     def _plan_loader(self, strict: bool = True) -> Loader:
         """A loader of this rank's first worker, for planning in the main process."""
