@@ -106,9 +106,14 @@ def _before_fork() -> None:
     alive = _grpc_threads()
     if alive > 0 and _open_streams[0] == 0:
         gc.collect()  # a dropped pyarrow FlightClient holds gRPC until collected
-        deadline = time.monotonic() + _FORK_WAIT
-        while (alive := _grpc_threads()) > 0 and time.monotonic() < deadline:
+        # gRPC's threads end within milliseconds of its last channel closing;
+        # a count that stays put means a connection is still open elsewhere.
+        deadline, settled = time.monotonic() + _FORK_WAIT, time.monotonic() + 0.25
+        while alive > 0 and time.monotonic() < min(deadline, settled):
             time.sleep(0.002)
+            now = _grpc_threads()
+            if now != alive:
+                alive, settled = now, time.monotonic() + 0.25
     _fork_state["grpc_alive"] = alive > 0
 
 
