@@ -314,3 +314,11 @@ def test_unknown_loader_keywords_are_refused(client):
         client.loader("tahoe", batchsize=3)
     with pytest.raises(ValueError, match="format"):
         client.loader("tahoe", format="coo")
+
+
+def test_the_default_dataset_is_reached_without_a_name(client, tahoe):
+    loader = client.loader(obs_columns=["plate"], batch_size=500)
+    assert loader.n_genes == N_GENES_TAHOE and len(loader) == 4
+    assert loader.categories["plate"] == client.categories("tahoe")["plate"]
+    assert sorted(real_cells(loader)) == list(range(N_TAHOE))
+    assert client.count() == N_TAHOE

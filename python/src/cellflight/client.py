@@ -260,6 +260,12 @@ class Client:
                 return info
         raise NotFound(f"unknown dataset {name!r}; served: {[d.name for d in infos]}")
 
+    def cells_schema(self, dataset: str | None = None) -> pa.Schema:
+        """The schema of a dataset's `cells` table (`None`: the default dataset's)."""
+        if dataset is not None:
+            return self.dataset(dataset).schema
+        return self.sql("SELECT * FROM cells LIMIT 0").schema
+
     def sql(self, query: str) -> pa.Table:
         """One read-only SQL statement over every dataset's `cells` and
         `genes` (schema = dataset name), through the `{"sql": ...}` command."""

@@ -70,8 +70,11 @@ class Batch:
         the dense array for `dense`."""
         if self.x is not None:
             return self.x
-        import scipy.sparse
-
+        try:
+            import scipy.sparse
+        except ImportError as error:
+            raise ImportError("batch.X as a scipy.sparse.csr_matrix needs scipy (pip install scipy); "
+                              "batch.indptr, batch.indices and batch.values are the same matrix in numpy") from error
         return scipy.sparse.csr_matrix((self.values, self.indices.astype(np.int32), self.indptr), shape=self.shape)
 
     def toarray(self, dtype=np.float32) -> np.ndarray:
@@ -147,15 +150,14 @@ def read_categories(client: Client, dataset: str | None, columns: Sequence[str] 
     """The full category list of each categorical `cells` column (or of
     those in `columns`): the dictionary of a one-cell stream, which the
     protocol defines as the dataset's full list in code order."""
-    info = client.dataset(dataset) if dataset is not None else client.dataset(None)
-    wanted = categorical_columns(info.schema, columns)
+    wanted = categorical_columns(client.cells_schema(dataset), columns)
     if columns is not None:
         missing = [c for c in columns if c not in wanted]
         if missing:
-            raise ValueError(f"not categorical columns of {info.name}.cells: {missing}")
+            raise ValueError(f"not categorical columns of {dataset or 'the default dataset'}'s cells: {missing}")
     if not wanted:
         return {}
-    plan = client.plan(dataset=info.name, obs_columns=wanted, batch_size=1, sampling="sequential")
+    plan = client.plan(dataset=dataset, obs_columns=wanted, batch_size=1, sampling="sequential")
     reader = _call(client.flight_client().do_get, plan.endpoints[0].ticket)
     try:
         chunk = _call(reader.read_chunk)
@@ -172,6 +174,8 @@ def output_genes(client: Client, dataset: str | None, genes, genes_query) -> int
         return len(genes)
     if genes_query is not None:
         return int(client.sql(f"SELECT count(*) FROM {client._from(dataset, 'genes')} WHERE (\n{genes_query}\n)").column(0)[0].as_py())
+    if dataset is None:  # the server's default dataset
+        return int(client.sql("SELECT count(*) FROM genes").column(0)[0].as_py())
     return client.dataset(dataset).n_genes
 
 

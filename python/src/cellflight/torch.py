@@ -299,9 +299,8 @@ class CellDataset(IterableDataset):
         """The full category list of each categorical obs column asked for."""
         if self._categories is None:
             wanted = [c for c in (self.request.get("obs_columns") or ())]
-            info = self.client.dataset(self.dataset) if self.dataset else self.client.dataset(None)
-            cats = categorical_columns(info.schema, wanted)
-            self._categories = read_categories(self.client, info.name, cats) if cats else {}
+            cats = categorical_columns(self.client.cells_schema(self.dataset), wanted)
+            self._categories = read_categories(self.client, self.dataset, cats) if cats else {}
         return self._categories
 
     def __getstate__(self):
