@@ -349,13 +349,14 @@ class CellDataset(IterableDataset):
 
     def record(self, batch: dict) -> None:
         """Marks a batch (an item of this dataset) as consumed by the loop."""
-        epoch, partition, index = int(batch["epoch"]), int(batch["partition"]), int(batch["batch_index"])
-        slots = self.slots if self.num_workers is not None else None
-        if self._progress is None or self._progress["epoch"] != epoch:
-            start = self._resume["next_batch"] if self._resume is not None and self._resume["epoch"] == epoch else None
-            self._progress = {"epoch": epoch, "next_batch": dict(enumerate(start)) if start else {}}
-        if slots is None:
+        if self.num_workers is None:
             raise TypeError("resume needs the partitioning: pass num_workers= to CellDataset")
+        epoch, partition, index = int(batch["epoch"]), int(batch["partition"]), int(batch["batch_index"])
+        slots = self.slots
+        if self._progress is None or self._progress["epoch"] != epoch:
+            resume = self._resume
+            start = resume["next_batch"] if resume is not None and resume["epoch"] == epoch else None
+            self._progress = {"epoch": epoch, "next_batch": dict(enumerate(start)) if start else {}}
         slot = partition - self.rank * slots
         if not 0 <= slot < slots:
             raise ValueError(f"batch of partition {partition} is not one of rank {self.rank}'s")
