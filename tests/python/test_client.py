@@ -2,8 +2,7 @@
 AnnData subsets, the numpy loader (parallel streams, bounded prefetch,
 zero-copy), and server errors as exceptions with the server's message and
 gRPC code. Expected values come from anndata's reading of the ingested
-.h5ad, from the dataset files read independently, and from DuckDB-free
-arithmetic on them."""
+.h5ad and from the dataset files read independently (cellflight_dataset)."""
 
 from __future__ import annotations
 
