@@ -217,35 +217,57 @@ def test_a_dense_tensor_shares_the_arrow_buffer(address):
     assert X.shape == (32, batch.n_genes)
 
 
-def test_the_lightning_datamodule_follows_the_trainers_epochs_and_checkpoints_progress(address, tmp_path):
+class _Stop(Exception):
+    pass
+
+
+def test_the_lightning_datamodule_follows_the_trainers_epochs_and_resumes_a_mid_epoch_checkpoint(address, tmp_path):
     import lightning.pytorch as pl
 
     from cellflight.lightning import CellFlightDataModule
 
+    checkpoint = tmp_path / "mid.ckpt"
+
     class Model(pl.LightningModule):
-        def __init__(self, n_genes):
+        def __init__(self, stop_after=None):
             super().__init__()
-            self.layer = torch.nn.Linear(n_genes, 1)
-            self.seen = []
+            self.layer = torch.nn.Linear(300, 1)
+            self.seen, self.stop_after = [], stop_after
 
         def training_step(self, batch, _):
-            self.seen.append((batch["epoch"], real_cells([batch])))
+            self.seen.append((batch["epoch"], batch["partition"], batch["batch_index"], real_cells([batch])))
+            if len(self.seen) == self.stop_after:
+                self.trainer.save_checkpoint(checkpoint)  # then the job dies
+                raise _Stop
             return self.layer(batch["X"].to_dense()).pow(2).mean()
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=1e-6)
 
-    dm = CellFlightDataModule(address, "tahoe", num_workers=2, train=dict(query=COHORT, batch_size=100))
-    model = Model(300)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-    trainer.fit(model, datamodule=dm)
-    epochs = [[cells for epoch, cells in model.seen if epoch == e] for e in (0, 1)]
+    def fit(model, ckpt_path=None):
+        dm = CellFlightDataModule(address, "tahoe", num_workers=2, train=dict(query=COHORT, batch_size=100))
+        trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+        try:
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        except _Stop:
+            pass
+        return dm
+
+    whole = Model()
+    fit(whole)
+    epochs = [[cells for e, _, _, cells in whole.seen if e == epoch] for epoch in (0, 1)]
     for cells in epochs:
         assert sorted(c for batch in cells for c in batch) == COHORT_CELLS
     assert epochs[0] != epochs[1], "the trainer's epoch reaches the workers"
-    state = dm.state_dict()["train"]
-    assert state["epoch"] == 1 and state["next_batch"] == [dm.train_dataset.metadata["batches_per_partition"]] * 2
+
+    first = Model(stop_after=5)
+    fit(first)
+    second = Model()
+    dm = fit(second, ckpt_path=checkpoint)
+    place = lambda seen: sorted((e, p, k) for e, p, k, _ in seen)
+    assert place(first.seen + second.seen) == place(whole.seen), "the rest of epoch 0, then epoch 1, exactly"
+    assert dm.state_dict()["train"]["next_batch"] == [dm.train_dataset.metadata["batches_per_partition"]] * 2
 
 
 def test_workers_forked_after_the_parent_used_the_server_work(address):

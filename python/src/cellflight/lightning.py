@@ -28,14 +28,23 @@ class _EpochLoader(DataLoader):
             self.dataset.set_epoch(trainer.current_epoch)
         return super().__iter__()
 
+    # Lightning saves a loader's state with the fit loop's when the loader
+    # has these, and restores it before iterating: a mid-epoch checkpoint
+    # then resumes the epoch where it stopped.
+    def state_dict(self) -> dict:
+        return self.dataset.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.load_state_dict(state)
+
 
 class CellFlightDataModule(pl.LightningDataModule):
     """Training (and optionally validation) minibatches from a cellflight
     server. `train` and `val` are CellDataset keywords (the request: query,
     batch_size, obs_columns, ...); the DataModule's `num_workers` is given
     to both the dataset and its DataLoader. The epoch follows the trainer's,
-    and mid-epoch progress is saved in checkpoints (`state_dict`) and
-    restored from them.
+    and mid-epoch progress is saved in checkpoints and restored from them
+    (`fit(..., ckpt_path=...)` reads exactly the rest of the epoch).
 
         dm = CellFlightDataModule("grpc://127.0.0.1:50051", "demo", num_workers=2,
                                   train=dict(query="plate != 'plate1'", batch_size=64),
