@@ -63,7 +63,8 @@ def read_anndata(
     obs_columns = ["obs_name", *[c for c in obs_columns if c != "obs_name"]]
     # The matrix and obs come in one sequential stream, in cell_id order, so
     # categoricals arrive with the dataset's full category lists.
-    per_cell = info.n_genes * 12 + 16  # the server's worst case, over all genes (an upper bound)
+    width = len(genes) if genes is not None else info.n_genes  # the output gene space, or a bound of it
+    per_cell = width * 12 + 16  # the server's worst case per cell (uint32 indices, float64 values)
     batch_size = max(1, min(MAX_BATCH, MINIBATCH_LIMIT // 2 // per_cell))
     loader = Loader(
         client, info.name, query=query, batch_size=batch_size, sampling="sequential", genes=genes,
