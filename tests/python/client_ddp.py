@@ -21,9 +21,10 @@ from cellflight.torch import CellDataset  # noqa: E402
 
 
 def main(address: str, dataset: str, out: str) -> None:
+    # Made before the process group, as scripts often do: the rank is looked up when needed.
+    ds = CellDataset(address, dataset, batch_size=16, num_workers=2, query="cell_id % 2 = 0", seed=3)
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    ds = CellDataset(address, dataset, batch_size=16, num_workers=2, query="cell_id % 2 = 0", seed=3)
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(ds.n_genes, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     cells, positions = [], []

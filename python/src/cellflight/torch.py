@@ -214,12 +214,17 @@ class CellDataset(IterableDataset):
             check_dataset_name(dataset)
         self.dataset = dataset
         self.request = dict(request, seed=seed, batch_size=batch_size, format=format)
+        reserved = sorted({"partitions", "read", "start_batches", "convert"} & set(request))
+        if reserved:
+            raise TypeError(f"CellDataset sets {reserved} itself (partitions = world size × num_workers × streams)")
         self.num_workers = num_workers
-        detected_rank, detected_world = _distributed()
-        self.rank = detected_rank if rank is None else int(rank)
-        self.world_size = detected_world if world_size is None else int(world_size)
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is not in 0..{self.world_size}")
+        # Rank and world size are looked up when first needed, so a dataset
+        # made before init_process_group still sees the process group.
+        self._rank, self._world_size = rank, world_size
+        if (rank is None) != (world_size is None):
+            raise ValueError("give both rank and world_size, or neither")
+        if rank is not None and not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size}")
         if streams < 1:
             raise ValueError("streams must be at least 1")
         self.streams = int(streams)
@@ -234,6 +239,20 @@ class CellDataset(IterableDataset):
         Loader(self.client, dataset, partitions=1, **self.request)  # checks the keywords now, not in a worker
 
     # --- partitioning -------------------------------------------------------
+
+    def _topology(self) -> tuple[int, int]:
+        if self._rank is not None:
+            return int(self._rank), int(self._world_size)
+        return _distributed()
+
+    @property
+    def rank(self) -> int:
+        """This process's DDP rank (torch.distributed's, unless given)."""
+        return self._topology()[0]
+
+    @property
+    def world_size(self) -> int:
+        return self._topology()[1]
 
     def _workers(self, strict: bool = True) -> int:
         if self.num_workers is None:
@@ -273,7 +292,7 @@ class CellDataset(IterableDataset):
     def _plan_loader(self, strict: bool = True) -> Loader:
         """A loader of this rank's first worker, for planning in the main process."""
         workers = self._workers(strict)
-        key = (self.epoch, workers)
+        key = (self.epoch, workers, self._topology())
         if self._loader_cache is None or getattr(self._loader_cache, "_key", None) != key:
             self._loader_cache = self._loader(workers, 0, self.epoch, None)
             self._loader_cache._key = key
@@ -308,6 +327,7 @@ class CellDataset(IterableDataset):
         state["_loader_cache"] = None
         state["_progress"] = None  # the main process's record stays there
         state["_passes"] = 0
+        state["_rank"], state["_world_size"] = self._topology()  # as the main process sees it
         return state
 
     # --- iteration ------------------------------------------------------------
