@@ -9,8 +9,7 @@ use arrow_array::types::{
     ArrowPrimitiveType, Float32Type, Float64Type, UInt16Type, UInt32Type, UInt8Type,
 };
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, ListArray, PrimitiveArray, RecordBatch,
-    UInt32Array, UInt64Array,
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, ListArray, PrimitiveArray, UInt32Array,
 };
 use arrow_buffer::{ArrowNativeType, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, SchemaRef};
@@ -20,6 +19,7 @@ use cellflight_store::Matrix;
 
 use super::columns::CachedColumn;
 use super::genes::GeneSpace;
+use super::ipc::{values_bytes, MessageBody};
 use crate::error::ServiceError;
 
 /// What every minibatch of a stream holds, and how it is computed.
@@ -33,32 +33,43 @@ pub struct Output {
     pub stored: (IndexType, ValueType),
 }
 
-/// A fetch's cells, read: row i is the cell `cell_ids[i]`, found at
-/// `locations[i]` (slice, row) among zero-copy slices of the matrix.
+/// Gene indices and values, side by side: of a stored slice, or of a row.
+type Entries<'a, I, V> = (&'a [I], &'a [V]);
+
+/// A fetch's cells, read: row i is the cell `cell_ids[i]`, whose entries
+/// are `entries[i]` in the item arrays of stored slice `slices[i]`. The
+/// slices are zero-copy views of the memory-mapped matrix.
 pub struct FetchRows {
     cell_ids: Vec<u64>,
-    slices: Vec<RecordBatch>,
-    locations: Vec<(u32, u32)>,
+    /// Per slice: its `indices` and `values` item arrays.
+    items: Vec<(ArrayRef, ArrayRef)>,
+    /// Per row: (slice, first entry, entries).
+    entries: Vec<(u32, u32, u32)>,
 }
 
 impl FetchRows {
     /// Reads `cell_ids` (ascending), a run of consecutive ids at a time.
     pub fn read(matrix: &Matrix, cell_ids: Vec<u64>) -> Result<Self, ServiceError> {
-        let mut slices = Vec::new();
+        use arrow_array::cast::AsArray;
+        let mut items = Vec::new();
+        let mut entries = Vec::with_capacity(cell_ids.len());
         for run in runs(&cell_ids) {
-            slices.extend(matrix.cells(run)?);
+            for slice in matrix.cells(run)? {
+                // The stored schema, checked when the dataset opens: indices,
+                // then values, two lists with the same offsets.
+                let indices = slice.column(0).as_list::<i32>();
+                let values = slice.column(1).as_list::<i32>();
+                let number = items.len() as u32;
+                for window in indices.value_offsets().windows(2) {
+                    entries.push((number, window[0] as u32, (window[1] - window[0]) as u32));
+                }
+                items.push((indices.values().clone(), values.values().clone()));
+            }
         }
-        let locations = slices
-            .iter()
-            .enumerate()
-            .flat_map(|(slice, rows)| {
-                (0..rows.num_rows() as u32).map(move |row| (slice as u32, row))
-            })
-            .collect();
         Ok(Self {
             cell_ids,
-            slices,
-            locations,
+            items,
+            entries,
         })
     }
 }
@@ -76,64 +87,114 @@ pub fn runs(sorted: &[u64]) -> Vec<std::ops::Range<u64>> {
 }
 
 impl Output {
-    /// Minibatch `batch` of a fetch whose cells are `rows`.
-    pub fn minibatch(&self, rows: &FetchRows, batch: &Batch) -> Result<RecordBatch, ServiceError> {
+    /// The IPC body of minibatch `batch` of a fetch whose cells are
+    /// `rows`, columns in the order of [`Output::schema`].
+    pub fn minibatch(&self, rows: &FetchRows, batch: &Batch) -> Result<MessageBody, ServiceError> {
         let picks = batch.read_indices;
         let ids: Vec<u64> = picks.iter().map(|&i| rows.cell_ids[i as usize]).collect();
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(ids.clone()))];
-        columns.extend(self.expression(rows, picks)?);
-        columns.push(Arc::new(BooleanArray::from(batch.is_padding.to_vec())));
+        let mut body = MessageBody::with_capacity(self.body_bytes(rows, picks));
+        body.node(ids.len(), 0);
+        body.no_validity();
+        body.values(&ids);
+        self.expression(rows, picks, &mut body)?;
+        body.array(&BooleanArray::from(batch.is_padding.to_vec()))?;
         if !self.obs.is_empty() {
             // Cell ids fit 32 bits (the sampler's MAX_CELLS).
             let take = UInt32Array::from_iter_values(ids.iter().map(|&id| id as u32));
             for column in &self.obs {
-                columns.push(arrow_select::take::take(column.array(), &take, None)?);
+                body.array(&arrow_select::take::take(column.array(), &take, None)?)?;
             }
         }
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        Ok(body)
     }
 
-    fn expression(&self, rows: &FetchRows, picks: &[u32]) -> Result<Vec<ArrayRef>, ServiceError> {
+    /// Room for the body of the stored rows `picks` (enough for the
+    /// common CSR case; others grow as needed).
+    fn body_bytes(&self, rows: &FetchRows, picks: &[u32]) -> usize {
+        let nnz: usize = picks
+            .iter()
+            .map(|&p| rows.entries[p as usize].2 as usize)
+            .sum();
+        let entry = match self.stored.0 {
+            IndexType::UInt16 => 2,
+            IndexType::UInt32 => 4,
+        } + self.stored.1.byte_width();
+        // Each buffer is padded to 64 bytes; 16 buffers is ample.
+        nnz * entry + picks.len() * 24 + 16 * 64
+    }
+
+    fn expression(
+        &self,
+        rows: &FetchRows,
+        picks: &[u32],
+        body: &mut MessageBody,
+    ) -> Result<(), ServiceError> {
         use IndexType as I;
         use ValueType as V;
         match self.stored {
-            (I::UInt16, V::UInt8) => self.typed::<UInt16Type, UInt8Type>(rows, picks),
-            (I::UInt16, V::UInt16) => self.typed::<UInt16Type, UInt16Type>(rows, picks),
-            (I::UInt16, V::UInt32) => self.typed::<UInt16Type, UInt32Type>(rows, picks),
-            (I::UInt16, V::Float32) => self.typed::<UInt16Type, Float32Type>(rows, picks),
-            (I::UInt16, V::Float64) => self.typed::<UInt16Type, Float64Type>(rows, picks),
-            (I::UInt32, V::UInt8) => self.typed::<UInt32Type, UInt8Type>(rows, picks),
-            (I::UInt32, V::UInt16) => self.typed::<UInt32Type, UInt16Type>(rows, picks),
-            (I::UInt32, V::UInt32) => self.typed::<UInt32Type, UInt32Type>(rows, picks),
-            (I::UInt32, V::Float32) => self.typed::<UInt32Type, Float32Type>(rows, picks),
-            (I::UInt32, V::Float64) => self.typed::<UInt32Type, Float64Type>(rows, picks),
+            (I::UInt16, V::UInt8) => self.typed::<UInt16Type, UInt8Type>(rows, picks, body),
+            (I::UInt16, V::UInt16) => self.typed::<UInt16Type, UInt16Type>(rows, picks, body),
+            (I::UInt16, V::UInt32) => self.typed::<UInt16Type, UInt32Type>(rows, picks, body),
+            (I::UInt16, V::Float32) => self.typed::<UInt16Type, Float32Type>(rows, picks, body),
+            (I::UInt16, V::Float64) => self.typed::<UInt16Type, Float64Type>(rows, picks, body),
+            (I::UInt32, V::UInt8) => self.typed::<UInt32Type, UInt8Type>(rows, picks, body),
+            (I::UInt32, V::UInt16) => self.typed::<UInt32Type, UInt16Type>(rows, picks, body),
+            (I::UInt32, V::UInt32) => self.typed::<UInt32Type, UInt32Type>(rows, picks, body),
+            (I::UInt32, V::Float32) => self.typed::<UInt32Type, Float32Type>(rows, picks, body),
+            (I::UInt32, V::Float64) => self.typed::<UInt32Type, Float64Type>(rows, picks, body),
         }
     }
 
-    fn typed<I, V>(&self, rows: &FetchRows, picks: &[u32]) -> Result<Vec<ArrayRef>, ServiceError>
+    fn typed<I, V>(
+        &self,
+        rows: &FetchRows,
+        picks: &[u32],
+        body: &mut MessageBody,
+    ) -> Result<(), ServiceError>
     where
         I: ArrowPrimitiveType,
         V: ArrowPrimitiveType,
         I::Native: GeneIndex,
         V::Native: StoredValue,
     {
-        let views: Vec<SliceView<'_, I, V>> = rows.slices.iter().map(SliceView::new).collect();
-        let cells = picks.iter().map(|&pick| {
-            let (slice, row) = rows.locations[pick as usize];
-            views[slice as usize].row(row as usize)
+        use arrow_array::cast::AsArray;
+        let items: Vec<Entries<I::Native, V::Native>> = rows
+            .items
+            .iter()
+            .map(|(i, v)| {
+                (
+                    i.as_primitive::<I>().values().as_ref(),
+                    v.as_primitive::<V>().values().as_ref(),
+                )
+            })
+            .collect();
+        let entries: Vec<(u32, u32, u32)> =
+            picks.iter().map(|&p| rows.entries[p as usize]).collect();
+        let nnz = entries.iter().map(|&(_, _, len)| len as usize).sum();
+        let cells = entries.iter().map(|&(slice, start, len)| {
+            let (indices, values) = items[slice as usize];
+            let range = start as usize..(start + len) as usize;
+            (&indices[range.clone()], &values[range])
         });
         let scale = self.transform.map(ValueScale::new);
-        Ok(match self.layout.format {
-            Format::Csr if self.genes.is_all() && scale.is_none() => csr_stored::<I, V>(cells),
-            Format::Csr => self.csr_computed::<I, V>(cells, scale)?,
-            Format::Dense => vec![self.dense::<I, V>(cells, picks.len(), scale)],
-        })
+        match self.layout.format {
+            Format::Csr if self.genes.is_all() && scale.is_none() => {
+                csr_stored::<I, V>(cells, nnz, body);
+            }
+            Format::Csr => {
+                for column in self.csr_computed::<I, V>(cells, scale)? {
+                    body.array(column.as_ref())?;
+                }
+            }
+            Format::Dense => body.array(self.dense::<I, V>(cells, picks.len(), scale).as_ref())?,
+        }
+        Ok(())
     }
 
     /// CSR rows with a gene selection or a transform applied.
     fn csr_computed<'a, I, V>(
         &self,
-        cells: impl Iterator<Item = (&'a [I::Native], &'a [V::Native])>,
+        cells: impl Iterator<Item = Entries<'a, I::Native, V::Native>>,
         scale: Option<ValueScale>,
     ) -> Result<Vec<ArrayRef>, ServiceError>
     where
@@ -171,7 +232,7 @@ impl Output {
     /// Dense rows over the output gene space, built for this minibatch only.
     fn dense<'a, I, V>(
         &self,
-        cells: impl Iterator<Item = (&'a [I::Native], &'a [V::Native])>,
+        cells: impl Iterator<Item = Entries<'a, I::Native, V::Native>>,
         n_cells: usize,
         scale: Option<ValueScale>,
     ) -> ArrayRef
@@ -219,27 +280,49 @@ impl Output {
     }
 }
 
-/// The stored rows as they are: both lists copied once, straight from the
-/// memory-mapped slices.
+/// The stored rows as they are: both lists gathered straight from the
+/// memory-mapped slices into the message body (their one copy).
 fn csr_stored<'a, I, V>(
-    cells: impl Iterator<Item = (&'a [I::Native], &'a [V::Native])>,
-) -> Vec<ArrayRef>
-where
+    cells: impl ExactSizeIterator<Item = Entries<'a, I::Native, V::Native>> + Clone,
+    nnz: usize,
+    body: &mut MessageBody,
+) where
     I: ArrowPrimitiveType,
     V: ArrowPrimitiveType,
 {
-    let mut offsets = vec![0i32];
-    let mut indices: Vec<I::Native> = Vec::new();
-    let mut values: Vec<V::Native> = Vec::new();
-    for (row_indices, row_values) in cells {
-        indices.extend_from_slice(row_indices);
-        values.extend_from_slice(row_values);
-        offsets.push(indices.len() as i32);
-    }
-    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-    let indices = Arc::new(PrimitiveArray::<I>::new(indices.into(), None));
-    let values = Arc::new(PrimitiveArray::<V>::new(values.into(), None));
-    vec![list(offsets.clone(), indices), list(offsets, values)]
+    let rows = cells.len();
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0i32);
+    offsets.extend(cells.clone().scan(0i32, |end, (indices, _)| {
+        *end += indices.len() as i32;
+        Some(*end)
+    }));
+    gathered_list(
+        body,
+        &offsets,
+        nnz,
+        cells.clone().map(|(indices, _)| indices),
+    );
+    gathered_list(body, &offsets, nnz, cells.map(|(_, values)| values));
+}
+
+/// A list column of `rows.len()` rows whose items are `rows`, concatenated.
+fn gathered_list<'a, T: ArrowNativeType>(
+    body: &mut MessageBody,
+    offsets: &[i32],
+    items: usize,
+    rows: impl Iterator<Item = &'a [T]>,
+) {
+    body.node(offsets.len() - 1, 0);
+    body.no_validity();
+    body.values(offsets);
+    body.node(items, 0);
+    body.no_validity();
+    body.buffer_with(items * size_of::<T>(), |out| {
+        for row in rows {
+            out.extend_from_slice(values_bytes(row));
+        }
+    });
 }
 
 fn list(offsets: OffsetBuffer<i32>, items: ArrayRef) -> ArrayRef {
@@ -254,34 +337,6 @@ fn narrow_indices(indices: Vec<u32>, index_type: IndexType) -> Result<ArrayRef, 
         IndexType::UInt32 => Arc::new(wide),
         IndexType::UInt16 => arrow_cast::cast(&wide, &DataType::UInt16)?,
     })
-}
-
-/// One stored slice's lists, as plain slices.
-struct SliceView<'a, I: ArrowPrimitiveType, V: ArrowPrimitiveType> {
-    offsets: &'a [i32],
-    indices: &'a [I::Native],
-    values: &'a [V::Native],
-}
-
-impl<'a, I: ArrowPrimitiveType, V: ArrowPrimitiveType> SliceView<'a, I, V> {
-    fn new(slice: &'a RecordBatch) -> Self {
-        use arrow_array::cast::AsArray;
-        // The stored schema is checked when the dataset opens: indices,
-        // then values, each a List of the manifest's type.
-        let indices = slice.column(0).as_list::<i32>();
-        let values = slice.column(1).as_list::<i32>();
-        Self {
-            offsets: indices.value_offsets(),
-            indices: indices.values().as_primitive::<I>().values(),
-            values: values.values().as_primitive::<V>().values(),
-        }
-    }
-
-    #[inline]
-    fn row(&self, row: usize) -> (&'a [I::Native], &'a [V::Native]) {
-        let (start, end) = (self.offsets[row] as usize, self.offsets[row + 1] as usize);
-        (&self.indices[start..end], &self.values[start..end])
-    }
 }
 
 /// A stored gene index.

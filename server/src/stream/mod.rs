@@ -6,6 +6,7 @@ mod cohort;
 mod columns;
 mod encode;
 mod genes;
+mod ipc;
 mod plan;
 mod produce;
 

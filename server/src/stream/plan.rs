@@ -16,6 +16,7 @@ use cellflight_store::{Dataset, Table};
 use super::assemble::Output;
 use super::cohort::{sampler_config, StreamCohort};
 use super::genes::GeneSpace;
+use super::ipc::is_supported;
 use crate::error::ServiceError;
 use crate::state::ServerState;
 
@@ -57,7 +58,14 @@ impl StreamPlan {
         let mut obs = Vec::with_capacity(request.obs_columns.len());
         for column in &request.obs_columns {
             let read = state.columns.get_or_read(&dataset, Table::Cells, column);
-            obs.push(read.await.map_err(|e| e.in_key("obs_columns"))?);
+            let read = read.await.map_err(|e| e.in_key("obs_columns"))?;
+            if !is_supported(read.field().data_type()) {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "obs_columns: column {column:?} is of type {}, which minibatches do not carry",
+                    read.field().data_type()
+                )));
+            }
+            obs.push(read);
         }
         let obs_fields: Vec<_> = obs.iter().map(|c| c.field().clone()).collect();
         let output = Output {
@@ -122,8 +130,12 @@ fn check_batch_bytes(layout: &MinibatchLayout, batch_size: u32) -> Result<(), Se
     let worst = layout.max_batch_bytes(batch_size);
     if worst > MAX_MINIBATCH_BYTES {
         return Err(ServiceError::InvalidArgument(format!(
-            "a minibatch of {batch_size} cells could reach {worst} bytes ({} genes, {:?}), above the {MAX_MINIBATCH_BYTES}-byte limit; lower batch_size or select fewer genes",
-            layout.n_genes, layout.format
+            "a minibatch of {batch_size} cells could reach {worst} bytes ({} genes, {}), above the {MAX_MINIBATCH_BYTES}-byte limit; lower batch_size or select fewer genes",
+            layout.n_genes,
+            match layout.format {
+                Format::Csr => "csr",
+                Format::Dense => "dense",
+            }
         )));
     }
     Ok(())

@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use arrow_flight::FlightData;
-use arrow_ipc::writer::DictionaryTracker;
 use cellflight_sampler::Fetches;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::assemble::{runs, FetchRows};
-use super::encode::{encode_minibatch, schema_message};
+use super::encode::{minibatch_message, stream_preamble};
 use super::plan::StreamPlan;
 use crate::error::ServiceError;
 
@@ -56,8 +55,8 @@ fn produce(
         .dataset
         .matrix()
         .expect("StreamPlan::build checked the matrix");
-    let mut tracker = DictionaryTracker::new(false);
-    if !send(Ok(schema_message(&plan.output.schema, &mut tracker))) {
+    let preamble = stream_preamble(&plan.output.schema, &plan.output.obs)?;
+    if !preamble.into_iter().all(|message| send(Ok(message))) {
         return Ok(Sent::ClientLeft);
     }
     let mut fetches = fetches.peekable();
@@ -69,9 +68,13 @@ fn produce(
         }
         let rows = FetchRows::read(matrix, plan.cell_ids(fetch.read_order()))?;
         for batch in fetch.batches() {
-            let minibatch = plan.output.minibatch(&rows, &batch)?;
-            let messages = encode_minibatch(&minibatch, partition, batch.index, &mut tracker)?;
-            if !messages.into_iter().all(|message| send(Ok(message))) {
+            let body = plan.output.minibatch(&rows, &batch)?;
+            if !send(Ok(minibatch_message(
+                body,
+                batch.len(),
+                partition,
+                batch.index,
+            ))) {
                 return Ok(Sent::ClientLeft);
             }
         }
