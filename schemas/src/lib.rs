@@ -19,7 +19,7 @@ pub use manifest::{
     FORMAT_VERSION,
 };
 pub use matrix_schema::{matrix_schema, INDICES_COLUMN, VALUES_COLUMN};
-pub use minibatch_schema::{minibatch_schema, MinibatchLayout};
+pub use minibatch_schema::{minibatch_schema, MinibatchLayout, N_GENES_METADATA_KEY};
 pub use request::{
     Format, Sampling, StreamRequest, Transform, CELL_ID_COLUMN, IS_PADDING_COLUMN,
     RESERVED_COLUMNS, X_COLUMN,

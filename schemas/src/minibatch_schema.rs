@@ -1,5 +1,6 @@
 //! The Arrow schema of the minibatches a stream sends (docs/protocol.md).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, FieldRef, Schema};
@@ -8,6 +9,11 @@ use crate::{
     Format, IndexType, ValueType, CELL_ID_COLUMN, INDICES_COLUMN, IS_PADDING_COLUMN, VALUES_COLUMN,
     X_COLUMN,
 };
+
+/// Schema metadata key whose value is the width of the output gene space
+/// in decimal: the number of columns of the matrix a `csr` batch is a slice
+/// of (a dense batch also shows it as the size of `x`).
+pub const N_GENES_METADATA_KEY: &str = "cellflight.n_genes";
 
 /// What shapes a stream's expression columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +75,8 @@ pub fn minibatch_schema(layout: &MinibatchLayout, obs: &[FieldRef]) -> Schema {
         false,
     )));
     fields.extend(obs.iter().cloned());
-    Schema::new(fields)
+    let metadata = HashMap::from([(N_GENES_METADATA_KEY.to_string(), layout.n_genes.to_string())]);
+    Schema::new_with_metadata(fields, metadata)
 }
 
 #[cfg(test)]
@@ -94,6 +101,7 @@ mod tests {
             panic!("indices is a list")
         };
         assert_eq!(item.data_type(), &DataType::UInt32);
+        assert_eq!(schema.metadata()[N_GENES_METADATA_KEY], "70000");
     }
 
     #[test]

@@ -71,12 +71,10 @@ impl Dataset {
             Some(categorical) => recode(&chunks, categorical).map_err(StoreError::arrow(&path))?,
             None => concat(&chunks, field.data_type()).map_err(StoreError::arrow(&path))?,
         };
-        let field = Arc::new(Field::new(
-            name,
-            array.data_type().clone(),
-            field.is_nullable(),
-        ));
-        Ok((field, array))
+        let ordered = categorical.is_some_and(|c| c.ordered);
+        let field = Field::new(name, array.data_type().clone(), field.is_nullable())
+            .with_dict_is_ordered(ordered);
+        Ok((Arc::new(field), array))
     }
 }
 

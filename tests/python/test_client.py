@@ -124,12 +124,12 @@ def test_a_unix_socket_client_reads_the_same(served):
 
 def assert_same_column(got: pd.Series, want: pd.Series, full: pd.Series, name: str):
     """Same values; a categorical with the source's full category list
-    (anndata's own subset drops the unused ones, the dataset keeps them).
-    Not compared: a categorical's `ordered` flag, which the manifest keeps
-    but no Arrow schema the server sends carries."""
+    (anndata's own subset drops the unused ones, the dataset keeps them)
+    and its `ordered` flag."""
     if isinstance(full.dtype, pd.CategoricalDtype):
         assert isinstance(got.dtype, pd.CategoricalDtype), name
         assert list(got.cat.categories) == list(full.cat.categories), f"{name}: the full category list"
+        assert got.cat.ordered == full.cat.ordered, f"{name}: ordered"
     normal = lambda s: [None if pd.isna(v) else v for v in s.astype(object)]
     assert normal(got) == normal(want), name
 

@@ -122,6 +122,22 @@ def test_obs_columns_come_with_each_cell_and_codes_follow_the_manifest(client, t
         assert batch.column("obs_name").to_pylist() == obs.loc[cells, "obs_name"].tolist()
 
 
+def test_tickets_name_the_dataset_even_when_the_request_left_it_to_the_default(client):
+    info = plan(client, batch_size=100)
+    ticket = json.loads(info.endpoints[0].ticket.ticket)
+    assert ticket["request"]["dataset"] == "tahoe"
+
+
+def test_the_schema_metadata_gives_the_width_of_the_output_gene_space(client):
+    genes = ["ENSG00000000007", "ENSG00000000002", "ENSG00000000019"]
+    for request, width in [({}, 400), ({"dataset": "pbmc", "genes": genes}, 3), ({"genes_query": "gene_idx < 10"}, 10)]:
+        info = plan(client, **request)
+        reader = client.do_get(info.endpoints[0].ticket)
+        for schema in (info.schema, reader.schema):
+            assert schema.metadata[b"cellflight.n_genes"] == str(width).encode()
+        reader.cancel()
+
+
 def test_named_genes_give_the_output_space_in_the_order_asked(client, pbmc):
     genes = ["ENSG00000000007", "ENSG00000000002", "ENSG00000000019"]
     stored = [pbmc.var.index.get_loc(g) for g in genes]

@@ -22,6 +22,8 @@ from .errors import translate
 FORMATS = ("csr", "dense")
 # Columns of the stream that are not obs columns.
 STREAM_COLUMNS = ("cell_id", "indices", "values", "x", "is_padding")
+# Schema metadata holding the width of the output gene space (docs/protocol.md).
+N_GENES_METADATA_KEY = b"cellflight.n_genes"
 
 
 @dataclass
@@ -166,17 +168,6 @@ def read_categories(client: Client, dataset: str | None, columns: Sequence[str] 
     finally:
         reader.cancel()
     return {name: chunk.data.column(name).dictionary.to_pylist() for name in wanted}
-
-
-def output_genes(client: Client, dataset: str | None, genes, genes_query) -> int:
-    """How many genes the output space has (csr batches do not say)."""
-    if genes is not None:
-        return len(genes)
-    if genes_query is not None:
-        return int(client.sql(f"SELECT count(*) FROM {client._from(dataset, 'genes')} WHERE (\n{genes_query}\n)").column(0)[0].as_py())
-    if dataset is None:  # the server's default dataset
-        return int(client.sql("SELECT count(*) FROM genes").column(0)[0].as_py())
-    return client.dataset(dataset).n_genes
 
 
 def ticket_at(ticket: flight.Ticket, start_batch: int) -> flight.Ticket:
@@ -371,7 +362,6 @@ class Loader:
         self.prefetch = prefetch if prefetch is not None else 2 * len(self.read)
         self.convert = convert
         self._plans: dict[int, flight.FlightInfo] = {}
-        self._n_genes: int | None = None
         self._categories: dict[str, list[str]] | None = None
 
     def __getstate__(self):
@@ -416,13 +406,7 @@ class Loader:
     @property
     def n_genes(self) -> int:
         """Width of the output gene space."""
-        if self._n_genes is None:
-            x = self.schema.field("x") if "x" in self.schema.names else None
-            if x is not None:
-                self._n_genes = x.type.list_size
-            else:
-                self._n_genes = output_genes(self.client, self.dataset, self.request["genes"], self.request["genes_query"])
-        return self._n_genes
+        return int(self.schema.metadata[N_GENES_METADATA_KEY])
 
     @property
     def categories(self) -> dict[str, list[str]]:

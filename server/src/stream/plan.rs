@@ -36,9 +36,12 @@ impl StreamPlan {
         state: &ServerState,
         snapshot: &CatalogSnapshot,
         dataset: Arc<Dataset>,
-        request: StreamRequest,
+        mut request: StreamRequest,
     ) -> Result<Self, ServiceError> {
         let manifest = dataset.manifest();
+        // Tickets name the dataset: on a server with another default
+        // dataset they still mean the same stream.
+        request.dataset = Some(manifest.name.to_string());
         let Some(matrix) = &manifest.matrix else {
             return Err(ServiceError::FailedPrecondition(format!(
                 "dataset {} is obs-only: it has no matrix to stream",
