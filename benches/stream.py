@@ -1,28 +1,40 @@
-"""Throughput and batch randomness of the training stream, into pyarrow.
+"""Throughput and batch randomness of the training stream, beside the
+transport ceiling, in one run (issue 4's benchmark).
 
-Starts `cellflight serve` (release build) on a generated Tahoe-like dataset,
-reads minibatches with pyarrow.flight for a fixed time after a warm-up, and
-reports cells/s, MB/s and the mean per-minibatch Shannon entropy of `plate`
-and `drug` (bits) beside true random (block_size 1). One or more streams
-(partitions read in parallel threads), page cache warm.
+Starts `cellflight serve` (release build) on a generated Tahoe-like dataset
+(page cache warm) and measures, each for a fixed time after a warm-up:
 
-    cargo build --release -p cellflight
-    python benches/stream.py --bin target/release/cellflight --dataset /tmp/cf-bench/tahoe_1m
+- the stream into pyarrow (numpy arrays in hand) and into the Rust client
+  (`cellflight-bench stream`), with 1 and 4 streams, at batch 64, block 16,
+  fetch 64 and 256, and block 1 (true random, for the entropy reference);
+- the transport ceiling: `cellflight-bench replay` (this server's tonic /
+  arrow-flight stack re-sending one real minibatch, no sampling, no I/O)
+  and pyarrow's own C++ Flight server re-sending the same batch, both read
+  by pyarrow;
+- the mean per-minibatch Shannon entropy (bits) of `plate` and `drug`.
 
-Generates the dataset (1M cells) if the directory does not exist.
+    cargo build --release -p cellflight -p cellflight-client
+    python benches/stream.py --bin $CARGO_TARGET_DIR/release --dataset /tmp/cf-bench/tahoe_1m
+
+Generates the dataset (1M cells × 62,710 genes) if the directory does not
+exist. Writes JSON (--out) and prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import multiprocessing
 import os
+import platform
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 
@@ -43,41 +55,53 @@ def labels(dataset: Path, column: str) -> np.ndarray:
 
 
 class Reader(threading.Thread):
-    """Reads one endpoint until told to stop; counts cells and bytes after warm-up."""
+    """Reads partition `partition` of `request`, epoch after epoch, until told
+    to stop; counts cells and bytes while measuring. Epochs roll over so the
+    stream never runs dry while the clock runs: an epoch of 1M cells lasts
+    about 5 s at the rates measured here."""
 
-    def __init__(self, address, ticket, plate, drug, measuring: threading.Event, stop: threading.Event):
+    def __init__(self, address, request, partition, measuring: threading.Event, stop: threading.Event):
         super().__init__(daemon=True)
-        self.address, self.ticket = address, ticket
-        self.plate, self.drug = plate, drug
+        self.address, self.request, self.partition = address, request, partition
         self.measuring, self.stop = measuring, stop
-        self.cells = self.bytes = 0
-        # Cell ids of the first minibatches; entropies are computed after the
-        # timed window, so the measurement is the loader's, not numpy's.
+        self.cells = self.bytes = self.epochs = 0
         self.sampled_ids: list = []
+        self.error = None
 
     def run(self):
-        client = flight.connect(self.address)
-        for chunk in client.do_get(self.ticket):
+        try:
+            client = flight.connect(self.address)
+            for epoch in itertools.count(self.request.get("epoch", 0)):
+                if self.read(client, plan(client, {**self.request, "epoch": epoch}).endpoints[self.partition]):
+                    return
+                self.epochs += 1
+        except Exception as error:  # reported by measure_pyarrow
+            self.error = error
+
+    def read(self, client, endpoint) -> bool:
+        """Reads one epoch of the partition; True when told to stop."""
+        for chunk in client.do_get(endpoint.ticket):
             if self.stop.is_set():
-                break
-            if not self.measuring.is_set():
-                continue
+                return True
             batch = chunk.data
-            ids = batch.column("cell_id").to_numpy()
             # Numpy arrays in hand, as a trainer would have them.
+            ids = batch.column("cell_id").to_numpy()
             batch.column("indices").values.to_numpy()
             batch.column("values").values.to_numpy()
-            self.cells += batch.num_rows
-            self.bytes += batch.nbytes
-            if len(self.sampled_ids) < 2000:
-                self.sampled_ids.append(ids)
+            if self.measuring.is_set():
+                self.cells += batch.num_rows
+                self.bytes += batch.nbytes
+                if len(self.sampled_ids) < 2000:
+                    # A copy: a view would keep the whole message alive.
+                    self.sampled_ids.append(ids.copy())
+        return False
 
 
-def measure(address, request, plate, drug, warmup, seconds) -> dict:
-    client = flight.connect(address)
-    info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(request)))
-    measuring, stop = threading.Event(), threading.Event()
-    readers = [Reader(address, e.ticket, plate, drug, measuring, stop) for e in info.endpoints]
+def plan(client, request) -> flight.FlightInfo:
+    return client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(request)))
+
+
+def timed(readers, warmup, seconds, measuring, stop) -> tuple[float, int, int]:
     for r in readers:
         r.start()
     time.sleep(warmup)
@@ -87,48 +111,145 @@ def measure(address, request, plate, drug, warmup, seconds) -> dict:
     cells, nbytes = sum(r.cells for r in readers), sum(r.bytes for r in readers)
     elapsed = time.perf_counter() - started
     stop.set()
-    ids = [i for r in readers for i in r.sampled_ids]
-    ent = np.array([(entropy_bits(plate[i]), entropy_bits(drug[i])) for i in ids])
-    return {
-        "request": request, "streams": len(readers), "seconds": elapsed,
-        "cells_per_s": cells / elapsed, "mb_per_s": nbytes / 1e6 / elapsed,
-        "plate_entropy": float(ent[:, 0].mean()), "drug_entropy": float(ent[:, 1].mean()),
-        "load_average": os.getloadavg()[0],
+    errors = [r.error for r in readers if r.error is not None]
+    if errors:
+        raise RuntimeError(f"a reader failed: {errors[0]}")
+    return elapsed, cells, nbytes
+
+
+def measure_pyarrow(address, request, warmup, seconds, plate=None, drug=None) -> dict:
+    measuring, stop = threading.Event(), threading.Event()
+    readers = [Reader(address, request, p, measuring, stop) for p in range(request.get("partitions", 1))]
+    elapsed, cells, nbytes = timed(readers, warmup, seconds, measuring, stop)
+    result = {
+        "client": "pyarrow", "request": request, "streams": len(readers), "seconds": elapsed,
+        "cells_per_s": cells / elapsed, "mb_per_s": nbytes / 1e6 / elapsed, "load_average": os.getloadavg()[0],
+        "epochs_completed": sum(r.epochs for r in readers),
     }
+    if plate is not None:
+        ids = [i for r in readers for i in r.sampled_ids]
+        result["plate_entropy"] = float(np.mean([entropy_bits(plate[i]) for i in ids]))
+        result["drug_entropy"] = float(np.mean([entropy_bits(drug[i]) for i in ids]))
+    return result
+
+
+def measure_rust(bench, address, request, streams, warmup, seconds) -> dict:
+    out = subprocess.run(
+        [str(bench), "stream", "--address", address, "--request", json.dumps(request), "--streams", str(streams),
+         "--warmup", str(warmup), "--seconds", str(seconds)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result = json.loads(out.stdout)
+    result["load_average"] = os.getloadavg()[0]
+    return result
+
+
+class RepeatServer(flight.FlightServerBase):
+    """pyarrow's C++ Flight server sending one batch again and again."""
+
+    def __init__(self, batch: pa.RecordBatch):
+        super().__init__("grpc://127.0.0.1:0")
+        self.batch = batch
+
+    def get_flight_info(self, context, descriptor):
+        endpoints = [flight.FlightEndpoint(b"repeat", [])] * json.loads(descriptor.command).get("partitions", 1)
+        return flight.FlightInfo(self.batch.schema, descriptor, endpoints, -1, -1)
+
+    def do_get(self, context, ticket):
+        reader = pa.RecordBatchReader.from_batches(self.batch.schema, itertools.repeat(self.batch))
+        return flight.RecordBatchStream(reader)
+
+
+def serve_repeat(batch_bytes: bytes, ready):
+    batch = pa.ipc.open_stream(batch_bytes).read_next_batch()
+    server = RepeatServer(batch)
+    ready.put(server.port)
+    server.serve()
+
+
+def first_minibatch(address, request) -> pa.RecordBatch:
+    client = flight.connect(address)
+    info = plan(client, request)
+    return next(iter(client.do_get(info.endpoints[0].ticket))).data
+
+
+def start(argv) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return process, process.stdout.readline().split()[-1]
+
+
+def machine() -> dict:
+    return {
+        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), ""),
+        "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(), "pyarrow": pa.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }  # fmt: skip
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin", required=True)
+    parser.add_argument("--bin", required=True, type=Path, help="directory of the release cellflight and cellflight-bench")
     parser.add_argument("--dataset", required=True, type=Path)
     parser.add_argument("--cells", type=int, default=1_000_000)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks-stream.json"))
     args = parser.parse_args()
+    cellflight, bench = args.bin / "cellflight", args.bin / "cellflight-bench"
     if not args.dataset.exists():
-        subprocess.run([args.bin, "generate", str(args.dataset), "--cells", str(args.cells)], check=True)
+        subprocess.run([str(cellflight), "generate", str(args.dataset), "--cells", str(args.cells)], check=True)
     subprocess.run(["cat", str(args.dataset / "matrix.arrow")], check=True, stdout=subprocess.DEVNULL)
     plate, drug = labels(args.dataset, "plate"), labels(args.dataset, "drug")
-    server = subprocess.Popen([args.bin, "serve", "--data", str(args.dataset), "--listen", "127.0.0.1:0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    address = server.stdout.readline().split()[-1]
-    settings = [
-        {"batch_size": 64, "block_size": 16, "fetch_factor": 64},
-        {"batch_size": 64, "block_size": 16, "fetch_factor": 256},
-        {"batch_size": 64, "block_size": 1, "fetch_factor": 64},
-        {"batch_size": 64, "block_size": 16, "fetch_factor": 64, "partitions": 4},
-    ]
+    server, address = start([str(cellflight), "serve", "--data", str(args.dataset), "--listen", "127.0.0.1:0"])
+    w, s = args.warmup, args.seconds
+    results = []
     try:
-        results = [measure(address, s, plate, drug, args.warmup, args.seconds) for s in settings]
+        for block, fetch in [(16, 64), (16, 256), (1, 64)]:
+            base = {"batch_size": 64, "block_size": block, "fetch_factor": fetch}
+            for streams in (1, 4):
+                request = {**base, "partitions": streams}
+                results.append(measure_pyarrow(address, request, w, s, plate, drug))
+                print(json.dumps(results[-1]), flush=True)
+                results.append(measure_rust(bench, address, base, streams, w, s))
+                print(json.dumps(results[-1]), flush=True)
+        ceiling_request = {"batch_size": 64, "block_size": 16, "fetch_factor": 64}
+        replay, replay_address = start([str(bench), "replay", "--source", address, "--request", json.dumps(ceiling_request)])
+        try:
+            result = measure_pyarrow(replay_address, ceiling_request, w, s)
+            results.append({**result, "client": "pyarrow", "ceiling": "cellflight-bench replay (tonic)"})
+            print(json.dumps(results[-1]), flush=True)
+        finally:
+            replay.terminate()
+        batch = first_minibatch(address, ceiling_request)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        ready = multiprocessing.Queue()
+        repeat = multiprocessing.Process(target=serve_repeat, args=(sink.getvalue().to_pybytes(), ready), daemon=True)
+        repeat.start()
+        try:
+            port = ready.get(timeout=30)
+            result = measure_pyarrow(f"grpc://127.0.0.1:{port}", ceiling_request, w, s)
+            results.append({**result, "ceiling": "pyarrow C++ Flight server"})
+            print(json.dumps(results[-1]), flush=True)
+        finally:
+            repeat.terminate()
     finally:
         server.terminate()
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"| block | fetch | streams | cells/s | MB/s | plate entropy (max {np.log2(plate.max() + 1):.2f}) | drug entropy (max {np.log2(drug.max() + 1):.2f}) | load avg |")
-    print("|---|---|---|---|---|---|---|---|")
+    args.out.write_text(json.dumps({"machine": machine(), "dataset": str(args.dataset), "results": results}, indent=2) + "\n")
+    print_table(results, plate, drug)
+
+
+def print_table(results, plate, drug):
+    print(f"| source | client | block | fetch | streams | cells/s | MB/s | plate entropy (max {np.log2(plate.max() + 1):.2f}) "
+          f"| drug entropy (max {np.log2(drug.max() + 1):.2f}) | load avg |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         q = r["request"]
-        print(f"| {q['block_size']} | {q['fetch_factor']} | {r['streams']} | {r['cells_per_s']:,.0f} | {r['mb_per_s']:,.0f} | {r['plate_entropy']:.2f} | {r['drug_entropy']:.2f} | {r['load_average']:.1f} |")
+        source = r.get("ceiling", "cellflight serve")
+        entropy = lambda key: f"{r[key]:.2f}" if key in r else ""
+        print(f"| {source} | {r['client']} | {q['block_size']} | {q['fetch_factor']} | {r['streams']} | {r['cells_per_s']:,.0f} "
+              f"| {r['mb_per_s']:,.0f} | {entropy('plate_entropy')} | {entropy('drug_entropy')} | {r['load_average']:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

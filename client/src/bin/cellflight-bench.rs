@@ -4,9 +4,10 @@
 //!     cellflight-bench stream --address grpc://127.0.0.1:50051 --request '{"batch_size": 64}' --streams 4
 //!     cellflight-bench replay --source grpc://127.0.0.1:50051 --request '{"batch_size": 64}'
 //!
-//! `stream` reads `--streams` partitions of one epoch plan in parallel, one
-//! connection each, for `--seconds` after `--warmup`, and prints one JSON
-//! line: cells/s and MB/s of minibatches decoded into Arrow arrays.
+//! `stream` reads `--streams` partitions of an epoch plan in parallel, one
+//! connection each, epoch after epoch, for `--seconds` after `--warmup`, and
+//! prints one JSON line: cells/s and MB/s of minibatches decoded into Arrow
+//! arrays.
 //! `replay` takes the first minibatch a server sends for a request and
 //! serves it again and again to every DoGet (no sampling, no I/O): what the
 //! same tonic/arrow-flight stack delivers when the data costs nothing.
@@ -45,7 +46,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read partitions of an epoch in parallel and report cells/s and MB/s (JSON).
+    /// Read partitions in parallel, epoch after epoch, and report cells/s and MB/s (JSON).
     Stream {
         /// grpc://host:port or grpc+unix:///path
         #[arg(long)]
@@ -122,24 +123,32 @@ async fn measure(
     warmup: f64,
     seconds: f64,
 ) -> Result<serde_json::Value, Failure> {
-    let plan = Client::connect(address).await?.plan(request).await?;
     let tally = Arc::new(Tally::default());
     let mut readers = Vec::new();
-    for ticket in plan.tickets {
+    for partition in 0..request.partitions as usize {
         let mut client = Client::connect(address).await?;
-        let tally = tally.clone();
+        let (tally, request) = (tally.clone(), request.clone());
         readers.push(tokio::spawn(async move {
-            let mut minibatches = client.stream(&ticket).await?;
-            while let Some(minibatch) = minibatches.next().await {
-                if tally.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let data = minibatch?.data;
-                if tally.measuring.load(Ordering::Relaxed) {
-                    tally
-                        .cells
-                        .fetch_add(data.num_rows() as u64, Ordering::Relaxed);
-                    tally.bytes.fetch_add(bytes_of(&data), Ordering::Relaxed);
+            // Epochs roll over, so a partition never runs dry while the
+            // clock runs (an epoch of a small dataset lasts seconds).
+            for epoch in request.epoch.. {
+                let epoch_request = StreamRequest {
+                    epoch,
+                    ..request.clone()
+                };
+                let plan = client.plan(&epoch_request).await?;
+                let mut minibatches = client.stream(&plan.tickets[partition]).await?;
+                while let Some(minibatch) = minibatches.next().await {
+                    if tally.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    let data = minibatch?.data;
+                    if tally.measuring.load(Ordering::Relaxed) {
+                        tally
+                            .cells
+                            .fetch_add(data.num_rows() as u64, Ordering::Relaxed);
+                        tally.bytes.fetch_add(bytes_of(&data), Ordering::Relaxed);
+                    }
                 }
             }
             Ok::<_, ClientError>(())
@@ -156,7 +165,11 @@ async fn measure(
     let elapsed = started.elapsed().as_secs_f64();
     tally.stop.store(true, Ordering::Relaxed);
     for reader in readers {
-        reader.abort();
+        if reader.is_finished() {
+            reader.await??; // a reader that failed fails the measurement
+        } else {
+            reader.abort();
+        }
     }
     Ok(serde_json::json!({
         "client": "rust",
