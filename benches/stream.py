@@ -11,7 +11,10 @@ Starts `cellflight serve` (release build) on a generated Tahoe-like dataset
   arrow-flight stack re-sending one real minibatch, no sampling, no I/O)
   and pyarrow's own C++ Flight server re-sending the same batch, both read
   by pyarrow;
-- the mean per-minibatch Shannon entropy (bits) of `plate` and `drug`.
+- the mean per-minibatch Shannon entropy (bits) of `plate` and `drug`;
+- cold: the page cache dropped and a fresh server, pyarrow at block 16 /
+  fetch 64 and at block 1 over one epoch (at most 20 s), beside the disk's
+  sequential read rate of the matrix (needs root to drop caches).
 
     cargo build --release -p cellflight -p cellflight-client
     python benches/stream.py --bin $CARGO_TARGET_DIR/release --dataset /tmp/cf-bench/tahoe_1m
@@ -33,10 +36,18 @@ import threading
 import time
 from pathlib import Path
 
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+import ceilings  # noqa: E402  (drop_caches, sequential_read: shared with benches/peers)
+
+# Longest a cold read runs (it stops earlier at the end of its epoch).
+COLD_SECONDS = 20
 
 
 def entropy_bits(codes: np.ndarray) -> float:
@@ -60,13 +71,14 @@ class Reader(threading.Thread):
     stream never runs dry while the clock runs: an epoch of 1M cells lasts
     about 5 s at the rates measured here."""
 
-    def __init__(self, address, request, partition, measuring: threading.Event, stop: threading.Event):
+    def __init__(self, address, request, partition, measuring: threading.Event, stop: threading.Event, max_epochs=None):
         super().__init__(daemon=True)
         self.address, self.request, self.partition = address, request, partition
-        self.measuring, self.stop = measuring, stop
+        self.measuring, self.stop, self.max_epochs = measuring, stop, max_epochs
         self.cells = self.bytes = self.epochs = 0
         self.sampled_ids: list = []
         self.error = None
+        self.finished: float | None = None  # perf_counter() when max_epochs were read
 
     def run(self):
         try:
@@ -75,6 +87,9 @@ class Reader(threading.Thread):
                 if self.read(client, plan(client, {**self.request, "epoch": epoch}).endpoints[self.partition]):
                     return
                 self.epochs += 1
+                if self.epochs == self.max_epochs:
+                    self.finished = time.perf_counter()
+                    return
         except Exception as error:  # reported by measure_pyarrow
             self.error = error
 
@@ -236,8 +251,59 @@ def main():
             repeat.terminate()
     finally:
         server.terminate()
+    results.extend(measure_cold(cellflight, args.dataset, plate, drug))
     args.out.write_text(json.dumps({"machine": machine(), "dataset": str(args.dataset), "results": results}, indent=2) + "\n")
     print_table(results, plate, drug)
+
+
+def measure_cold(cellflight: Path, dataset: Path, plate, drug) -> list[dict]:
+    """The page cache dropped: the matrix read sequentially (the disk's
+    rate), then, dropped again and with a fresh server each, pyarrow at
+    block 16 / fetch 64 and block 1 over the first epoch."""
+    matrix = dataset / "matrix.arrow"
+    why = ceilings.drop_caches()
+    if why:
+        return [{"cold": "not measured", "reason": why}]
+    read = ceilings.sequential_read(matrix)
+    n_cells = len(plate)
+    results = [{"ceiling": "cold sequential read of matrix.arrow", "client": "read(2)", "streams": 1,
+                "request": {"block_size": "", "fetch_factor": ""}, "seconds": read["seconds"],
+                "cells_per_s": n_cells / read["seconds"], "mb_per_s": read["mb_per_s"],
+                "load_average": os.getloadavg()[0], "cold": True}]  # fmt: skip
+    for block in (16, 1):
+        ceilings.drop_caches()
+        server, address = start([str(cellflight), "serve", "--data", str(dataset), "--listen", "127.0.0.1:0"])
+        try:
+            request = {"batch_size": 64, "block_size": block, "fetch_factor": 64, "partitions": 1}
+            results.append({**cold_epoch(address, request, plate, drug), "cold": True})
+        finally:
+            server.terminate()
+        print(json.dumps(results[-1]), flush=True)
+    subprocess.run(["cat", str(matrix)], check=True, stdout=subprocess.DEVNULL)  # warm again for what follows
+    return results
+
+
+def cold_epoch(address, request, plate, drug) -> dict:
+    """Partition 0 read from its first batch to the end of the epoch, or for
+    COLD_SECONDS if that comes first: a second epoch would find the first
+    one's pages cached."""
+    measuring, stop = threading.Event(), threading.Event()
+    measuring.set()
+    reader = Reader(address, request, 0, measuring, stop, max_epochs=1)
+    started = time.perf_counter()
+    reader.start()
+    reader.join(COLD_SECONDS)
+    stop.set()
+    elapsed = (reader.finished or time.perf_counter()) - started
+    if reader.error is not None:
+        raise RuntimeError(f"the cold reader failed: {reader.error}")
+    ids = reader.sampled_ids
+    return {
+        "client": "pyarrow", "request": request, "streams": 1, "seconds": elapsed, "cells_per_s": reader.cells / elapsed,
+        "mb_per_s": reader.bytes / 1e6 / elapsed, "load_average": os.getloadavg()[0], "epochs_completed": reader.epochs,
+        "plate_entropy": float(np.mean([entropy_bits(plate[i]) for i in ids])),
+        "drug_entropy": float(np.mean([entropy_bits(drug[i]) for i in ids])),
+    }  # fmt: skip
 
 
 def print_table(results, plate, drug):
@@ -246,7 +312,10 @@ def print_table(results, plate, drug):
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         q = r["request"]
-        source = r.get("ceiling", "cellflight serve")
+        if r.get("cold") == "not measured":
+            print(f"| cold | | | | | {r['reason']} | | | | |")
+            continue
+        source = r.get("ceiling", "cellflight serve") + (" (cold)" if r.get("cold") is True and "ceiling" not in r else "")
         entropy = lambda key: f"{r[key]:.2f}" if key in r else ""
         print(f"| {source} | {r['client']} | {q['block_size']} | {q['fetch_factor']} | {r['streams']} | {r['cells_per_s']:,.0f} "
               f"| {r['mb_per_s']:,.0f} | {entropy('plate_entropy')} | {entropy('drug_entropy')} | {r['load_average']:.1f} |")  # fmt: skip
