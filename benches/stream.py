@@ -136,11 +136,17 @@ def measure_pyarrow(address, request, warmup, seconds, plate=None, drug=None) ->
     measuring, stop = threading.Event(), threading.Event()
     readers = [Reader(address, request, p, measuring, stop) for p in range(request.get("partitions", 1))]
     elapsed, cells, nbytes = timed(readers, warmup, seconds, measuring, stop)
+    return pyarrow_result(readers, request, elapsed, cells, nbytes, plate, drug)
+
+
+def pyarrow_result(readers, request, elapsed, cells, nbytes, plate=None, drug=None) -> dict:
+    """`readers` delivered `cells` in `nbytes` in `elapsed` seconds; with the
+    labels given, the sampled cells' mean per-minibatch entropy too."""
     result = {
         "client": "pyarrow", "request": request, "streams": len(readers), "seconds": elapsed,
         "cells_per_s": cells / elapsed, "mb_per_s": nbytes / 1e6 / elapsed, "load_average": os.getloadavg()[0],
         "epochs_completed": sum(r.epochs for r in readers),
-    }
+    }  # fmt: skip
     if plate is not None:
         ids = [i for r in readers for i in r.sampled_ids]
         result["plate_entropy"] = float(np.mean([entropy_bits(plate[i]) for i in ids]))
@@ -297,13 +303,7 @@ def cold_epoch(address, request, plate, drug) -> dict:
     elapsed = (reader.finished or time.perf_counter()) - started
     if reader.error is not None:
         raise RuntimeError(f"the cold reader failed: {reader.error}")
-    ids = reader.sampled_ids
-    return {
-        "client": "pyarrow", "request": request, "streams": 1, "seconds": elapsed, "cells_per_s": reader.cells / elapsed,
-        "mb_per_s": reader.bytes / 1e6 / elapsed, "load_average": os.getloadavg()[0], "epochs_completed": reader.epochs,
-        "plate_entropy": float(np.mean([entropy_bits(plate[i]) for i in ids])),
-        "drug_entropy": float(np.mean([entropy_bits(drug[i]) for i in ids])),
-    }  # fmt: skip
+    return pyarrow_result([reader], request, elapsed, reader.cells, reader.bytes, plate, drug)
 
 
 def print_table(results, plate, drug):

@@ -25,6 +25,13 @@ impl IndexType {
             Self::UInt32 => DataType::UInt32,
         }
     }
+
+    pub fn byte_width(self) -> usize {
+        match self {
+            Self::UInt16 => 2,
+            Self::UInt32 => 4,
+        }
+    }
 }
 
 /// Storage type of expression values: the narrowest type that holds every

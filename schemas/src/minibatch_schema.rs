@@ -36,10 +36,7 @@ impl MinibatchLayout {
     /// case (every gene non-zero in every cell), obs columns aside.
     pub fn max_batch_bytes(&self, batch_size: u32) -> u64 {
         let per_gene = match self.format {
-            Format::Csr => {
-                let index = self.index_type().arrow().primitive_width().unwrap_or(4);
-                (index + self.value_type.byte_width()) as u64
-            }
+            Format::Csr => (self.index_type().byte_width() + self.value_type.byte_width()) as u64,
             Format::Dense => 4,
         };
         // cell_id, is_padding and list offsets: 16 bytes a cell is ample.

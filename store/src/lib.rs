@@ -21,7 +21,7 @@ pub use layout::{
     CELLS_FILE, CELL_ID, GENES_FILE, GENE_ID, GENE_IDX, MANIFEST_FILE, MATRIX_FILE, OBS_NAME,
     STAT_MEAN, STAT_N_CELLS, STAT_N_GENES, STAT_TOTAL, STAT_VARIANCE, VERSION_METADATA_KEY,
 };
-pub use matrix_reader::Matrix;
+pub use matrix_reader::{runs, Matrix};
 pub use reader::Dataset;
 pub use table_file::TableFile;
 pub use verify::{verify, Fault};

@@ -200,3 +200,27 @@ fn read_footer(buffer: &Buffer) -> Result<(FileDecoder, Vec<Block>, SchemaRef), 
         .unwrap_or_default();
     Ok((decoder, blocks, schema))
 }
+
+/// Sorted cell ids as ranges of consecutive ids: what [`Matrix::cells`]
+/// and [`Matrix::prefetch`] take.
+pub fn runs(sorted: &[u64]) -> Vec<Range<u64>> {
+    let mut runs: Vec<Range<u64>> = Vec::new();
+    for &id in sorted {
+        match runs.last_mut() {
+            Some(run) if run.end == id => run.end += 1,
+            _ => runs.push(id..id + 1),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_ids_coalesce_into_runs() {
+        assert_eq!(runs(&[3, 4, 5, 9, 10, 12]), vec![3..6, 9..11, 12..13]);
+        assert!(runs(&[]).is_empty());
+    }
+}

@@ -15,7 +15,7 @@ use arrow_buffer::{ArrowNativeType, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, SchemaRef};
 use cellflight_sampler::Batch;
 use cellflight_schemas::{Format, IndexType, MinibatchLayout, Transform, ValueType};
-use cellflight_store::Matrix;
+use cellflight_store::{runs, Matrix};
 
 use super::columns::CachedColumn;
 use super::genes::GeneSpace;
@@ -74,16 +74,24 @@ impl FetchRows {
     }
 }
 
-/// Sorted ids as ranges of consecutive ids.
-pub fn runs(sorted: &[u64]) -> Vec<std::ops::Range<u64>> {
-    let mut runs: Vec<std::ops::Range<u64>> = Vec::new();
-    for &id in sorted {
-        match runs.last_mut() {
-            Some(run) if run.end == id => run.end += 1,
-            _ => runs.push(id..id + 1),
-        }
+/// The stored rows one minibatch picks from a fetch, in batch order.
+struct Picked<'a> {
+    rows: &'a FetchRows,
+    /// Per cell: (slice, first entry, entries), as in [`FetchRows`].
+    entries: Vec<(u32, u32, u32)>,
+    /// Entries in all.
+    nnz: usize,
+}
+
+impl<'a> Picked<'a> {
+    fn new(rows: &'a FetchRows, read_indices: &[u32]) -> Self {
+        let entries: Vec<(u32, u32, u32)> = read_indices
+            .iter()
+            .map(|&i| rows.entries[i as usize])
+            .collect();
+        let nnz = entries.iter().map(|&(_, _, len)| len as usize).sum();
+        Self { rows, entries, nnz }
     }
-    runs
 }
 
 impl Output {
@@ -92,11 +100,12 @@ impl Output {
     pub fn minibatch(&self, rows: &FetchRows, batch: &Batch) -> Result<MessageBody, ServiceError> {
         let picks = batch.read_indices;
         let ids: Vec<u64> = picks.iter().map(|&i| rows.cell_ids[i as usize]).collect();
-        let mut body = MessageBody::with_capacity(self.body_bytes(rows, picks));
+        let picked = Picked::new(rows, picks);
+        let mut body = MessageBody::with_capacity(self.body_bytes(&picked));
         body.node(ids.len(), 0);
         body.no_validity();
         body.values(&ids);
-        self.expression(rows, picks, &mut body)?;
+        self.expression(&picked, &mut body)?;
         body.array(&BooleanArray::from(batch.is_padding.to_vec()))?;
         if !self.obs.is_empty() {
             // Cell ids fit 32 bits (the sampler's MAX_CELLS).
@@ -108,49 +117,32 @@ impl Output {
         Ok(body)
     }
 
-    /// Room for the body of the stored rows `picks` (enough for the
-    /// common CSR case; others grow as needed).
-    fn body_bytes(&self, rows: &FetchRows, picks: &[u32]) -> usize {
-        let nnz: usize = picks
-            .iter()
-            .map(|&p| rows.entries[p as usize].2 as usize)
-            .sum();
-        let entry = match self.stored.0 {
-            IndexType::UInt16 => 2,
-            IndexType::UInt32 => 4,
-        } + self.stored.1.byte_width();
+    /// Room for the body of the `picked` rows (enough for the common CSR
+    /// case; others grow as needed).
+    fn body_bytes(&self, picked: &Picked) -> usize {
+        let entry = self.stored.0.byte_width() + self.stored.1.byte_width();
         // Each buffer is padded to 64 bytes; 16 buffers is ample.
-        nnz * entry + picks.len() * 24 + 16 * 64
+        picked.nnz * entry + picked.entries.len() * 24 + 16 * 64
     }
 
-    fn expression(
-        &self,
-        rows: &FetchRows,
-        picks: &[u32],
-        body: &mut MessageBody,
-    ) -> Result<(), ServiceError> {
+    fn expression(&self, picked: &Picked, body: &mut MessageBody) -> Result<(), ServiceError> {
         use IndexType as I;
         use ValueType as V;
         match self.stored {
-            (I::UInt16, V::UInt8) => self.typed::<UInt16Type, UInt8Type>(rows, picks, body),
-            (I::UInt16, V::UInt16) => self.typed::<UInt16Type, UInt16Type>(rows, picks, body),
-            (I::UInt16, V::UInt32) => self.typed::<UInt16Type, UInt32Type>(rows, picks, body),
-            (I::UInt16, V::Float32) => self.typed::<UInt16Type, Float32Type>(rows, picks, body),
-            (I::UInt16, V::Float64) => self.typed::<UInt16Type, Float64Type>(rows, picks, body),
-            (I::UInt32, V::UInt8) => self.typed::<UInt32Type, UInt8Type>(rows, picks, body),
-            (I::UInt32, V::UInt16) => self.typed::<UInt32Type, UInt16Type>(rows, picks, body),
-            (I::UInt32, V::UInt32) => self.typed::<UInt32Type, UInt32Type>(rows, picks, body),
-            (I::UInt32, V::Float32) => self.typed::<UInt32Type, Float32Type>(rows, picks, body),
-            (I::UInt32, V::Float64) => self.typed::<UInt32Type, Float64Type>(rows, picks, body),
+            (I::UInt16, V::UInt8) => self.typed::<UInt16Type, UInt8Type>(picked, body),
+            (I::UInt16, V::UInt16) => self.typed::<UInt16Type, UInt16Type>(picked, body),
+            (I::UInt16, V::UInt32) => self.typed::<UInt16Type, UInt32Type>(picked, body),
+            (I::UInt16, V::Float32) => self.typed::<UInt16Type, Float32Type>(picked, body),
+            (I::UInt16, V::Float64) => self.typed::<UInt16Type, Float64Type>(picked, body),
+            (I::UInt32, V::UInt8) => self.typed::<UInt32Type, UInt8Type>(picked, body),
+            (I::UInt32, V::UInt16) => self.typed::<UInt32Type, UInt16Type>(picked, body),
+            (I::UInt32, V::UInt32) => self.typed::<UInt32Type, UInt32Type>(picked, body),
+            (I::UInt32, V::Float32) => self.typed::<UInt32Type, Float32Type>(picked, body),
+            (I::UInt32, V::Float64) => self.typed::<UInt32Type, Float64Type>(picked, body),
         }
     }
 
-    fn typed<I, V>(
-        &self,
-        rows: &FetchRows,
-        picks: &[u32],
-        body: &mut MessageBody,
-    ) -> Result<(), ServiceError>
+    fn typed<I, V>(&self, picked: &Picked, body: &mut MessageBody) -> Result<(), ServiceError>
     where
         I: ArrowPrimitiveType,
         V: ArrowPrimitiveType,
@@ -158,7 +150,8 @@ impl Output {
         V::Native: StoredValue,
     {
         use arrow_array::cast::AsArray;
-        let items: Vec<Entries<I::Native, V::Native>> = rows
+        let items: Vec<Entries<I::Native, V::Native>> = picked
+            .rows
             .items
             .iter()
             .map(|(i, v)| {
@@ -168,10 +161,7 @@ impl Output {
                 )
             })
             .collect();
-        let entries: Vec<(u32, u32, u32)> =
-            picks.iter().map(|&p| rows.entries[p as usize]).collect();
-        let nnz = entries.iter().map(|&(_, _, len)| len as usize).sum();
-        let cells = entries.iter().map(|&(slice, start, len)| {
+        let cells = picked.entries.iter().map(|&(slice, start, len)| {
             let (indices, values) = items[slice as usize];
             let range = start as usize..(start + len) as usize;
             (&indices[range.clone()], &values[range])
@@ -179,14 +169,17 @@ impl Output {
         let scale = self.transform.map(ValueScale::new);
         match self.layout.format {
             Format::Csr if self.genes.is_all() && scale.is_none() => {
-                csr_stored::<I, V>(cells, nnz, body);
+                csr_stored::<I, V>(cells, picked.nnz, body);
             }
             Format::Csr => {
                 for column in self.csr_computed::<I, V>(cells, scale)? {
                     body.array(column.as_ref())?;
                 }
             }
-            Format::Dense => body.array(self.dense::<I, V>(cells, picks.len(), scale).as_ref())?,
+            Format::Dense => {
+                let n_cells = picked.entries.len();
+                body.array(self.dense::<I, V>(cells, n_cells, scale).as_ref())?
+            }
         }
         Ok(())
     }
@@ -413,12 +406,6 @@ impl ValueScale {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn consecutive_ids_coalesce_into_runs() {
-        assert_eq!(runs(&[3, 4, 5, 9, 10, 12]), vec![3..6, 9..11, 12..13]);
-        assert!(runs(&[]).is_empty());
-    }
 
     #[test]
     fn a_transform_normalises_over_the_whole_row_then_takes_log1p() {

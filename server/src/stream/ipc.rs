@@ -111,17 +111,13 @@ impl MessageBody {
                 self.array_data(&data.child_data()[0])?;
             }
             DataType::FixedSizeList(_, _) => self.array_data(&data.child_data()[0])?,
+            // A dictionary's keys: its values travel in a dictionary batch.
+            DataType::Dictionary(key, _) => {
+                let width = key.primitive_width().expect("dictionary keys are integers");
+                self.buffer(&data.buffers()[0].as_slice()[..len * width]);
+            }
             data_type => match data_type.primitive_width() {
-                // Fixed-width values, or a dictionary's keys (its values
-                // travel in a dictionary batch).
                 Some(width) => self.buffer(&data.buffers()[0].as_slice()[..len * width]),
-                None if matches!(data_type, DataType::Dictionary(..)) => {
-                    let DataType::Dictionary(key, _) = data_type else {
-                        unreachable!()
-                    };
-                    let width = key.primitive_width().expect("dictionary keys are integers");
-                    self.buffer(&data.buffers()[0].as_slice()[..len * width]);
-                }
                 None => {
                     return Err(ArrowError::NotYetImplemented(format!(
                         "streaming a column of type {data_type}"

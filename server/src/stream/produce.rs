@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use arrow_flight::FlightData;
 use cellflight_sampler::Fetches;
+use cellflight_store::runs;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::assemble::{runs, FetchRows};
+use super::assemble::FetchRows;
 use super::encode::{minibatch_message, stream_preamble};
 use super::plan::StreamPlan;
 use crate::error::ServiceError;
