@@ -53,6 +53,28 @@ pub struct ServeArgs {
     /// Memory for whole metadata columns held to attach obs columns to minibatches (about 4 bytes a cell for a categorical), least recently used evicted first.
     #[arg(long, env = "CELLFLIGHT_COLUMN_CACHE", default_value = "2GiB")]
     pub column_cache: ByteSize,
+    /// Most DoGet streams (training partitions and query results) open at once; one more is refused with ResourceExhausted.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_MAX_STREAMS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_streams: u32,
+    /// Most streams one client may have open at once (clients are told apart by IP address; the Unix socket's count as one).
+    #[arg(
+        long,
+        env = "CELLFLIGHT_MAX_STREAMS_PER_CLIENT",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_streams_per_client: u32,
+    /// Serve Prometheus metrics over HTTP at this address (GET /metrics), e.g. 127.0.0.1:9100. Default: none.
+    #[arg(long, env = "CELLFLIGHT_METRICS", value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
+    /// After SIGTERM or SIGINT, how long open streams may go on before the server closes them and exits, e.g. 30s.
+    #[arg(long, env = "CELLFLIGHT_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: humantime::Duration,
     #[command(flatten)]
     pub sql: SqlArgs,
 }

@@ -13,6 +13,7 @@ use cellflight_store::Dataset;
 use futures::stream::{self, BoxStream};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use arrow_flight::sql::Any;
 use cellflight_schemas::{StreamRequest, StreamTicket};
@@ -25,6 +26,7 @@ use crate::flight_sql::FlightSqlFrontEnd;
 use crate::query::{query_info, query_stream};
 use crate::state::ServerState;
 use crate::stream::{stream_partition, StreamPlan};
+use crate::stream_slots::Client;
 
 /// The one Flight service of a server: JSON descriptors and tickets (the
 /// training stream and `{"sql": ...}`, docs/protocol.md) are served here,
@@ -41,6 +43,45 @@ impl CellflightService {
             flight_sql: FlightSqlFrontEnd::new(Arc::clone(&state)),
             state,
         }
+    }
+
+    /// The stream a DoGet ticket names: a Flight SQL or `{"sql": ...}`
+    /// result, or a partition of a training stream.
+    async fn open_stream(&self, request: Request<Ticket>) -> Result<Boxed<FlightData>, Status> {
+        let ticket = &request.get_ref().ticket;
+        if let Command::FlightSql = command_kind(ticket, "ticket")? {
+            return Ok(self.flight_sql.do_get(request).await?.into_inner());
+        }
+        if SqlRequest::is_sql(ticket) {
+            let sql = SqlRequest::from_json(ticket)?;
+            return Ok(query_stream(&self.state, &sql.sql, &[]).await?);
+        }
+        let ticket = StreamTicket::from_json(ticket).map_err(ServiceError::from)?;
+        let snapshot = self.state.catalog.snapshot();
+        let dataset = resolve(&snapshot, ticket.request.dataset.as_deref())?;
+        let current = &dataset.manifest().version;
+        if *current != ticket.dataset_version {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "the ticket is for version {} of dataset {}, which now has version {current}; plan again with GetFlightInfo",
+                ticket.dataset_version,
+                dataset.manifest().name
+            ))
+            .into());
+        }
+        let span = tracing::Span::current();
+        span.record("dataset", dataset.manifest().name.as_str());
+        span.record("partition", ticket.partition);
+        let plan = StreamPlan::build(&self.state, &snapshot, dataset, ticket.request).await?;
+        let fetches = plan.fetches(ticket.partition, ticket.start_batch)?;
+        tracing::info!(
+            cohort = plan.cohort.len(),
+            start_batch = ticket.start_batch,
+            batches = plan.sampler.batches_per_partition(),
+            "stream starts"
+        );
+        let metrics = Arc::clone(&self.state.metrics);
+        let stream = stream_partition(Arc::new(plan), fetches, ticket.partition, metrics);
+        Ok(Box::pin(stream))
     }
 
     /// Reopens the data directory; answers the datasets now served, with
@@ -179,36 +220,18 @@ impl FlightService for CellflightService {
         Err(not_yet("GetSchema"))
     }
 
+    /// Every stream holds a slot of [`StreamSlots`](crate::stream_slots)
+    /// while it is open.
     async fn do_get(
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket = &request.get_ref().ticket;
-        if let Command::FlightSql = command_kind(ticket, "ticket")? {
-            return self.flight_sql.do_get(request).await;
-        }
-        if SqlRequest::is_sql(ticket) {
-            let sql = SqlRequest::from_json(ticket)?;
-            return Ok(Response::new(
-                query_stream(&self.state, &sql.sql, &[]).await?,
-            ));
-        }
-        let ticket = StreamTicket::from_json(ticket).map_err(ServiceError::from)?;
-        let snapshot = self.state.catalog.snapshot();
-        let dataset = resolve(&snapshot, ticket.request.dataset.as_deref())?;
-        let current = &dataset.manifest().version;
-        if *current != ticket.dataset_version {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "the ticket is for version {} of dataset {}, which now has version {current}; plan again with GetFlightInfo",
-                ticket.dataset_version,
-                dataset.manifest().name
-            ))
-            .into());
-        }
-        let plan = StreamPlan::build(&self.state, &snapshot, dataset, ticket.request).await?;
-        let fetches = plan.fetches(ticket.partition, ticket.start_batch)?;
-        let stream = stream_partition(Arc::new(plan), fetches, ticket.partition);
-        Ok(Response::new(Box::pin(stream)))
+        let client = Client::of(&request);
+        let span = tracing::info_span!("do_get", peer = %client, dataset = tracing::field::Empty, partition = tracing::field::Empty);
+        let slot = self.state.streams.acquire(client)?;
+        let stream = self.open_stream(request).instrument(span).await?;
+        self.state.metrics.stream_started();
+        Ok(Response::new(Box::pin(slot.hold(stream))))
     }
 
     /// Only Flight SQL binds parameters with DoPut; data is never written.

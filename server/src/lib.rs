@@ -9,11 +9,14 @@ pub mod commands;
 mod error;
 mod flight;
 mod flight_sql;
+mod metrics;
 mod progress;
 mod query;
 mod size;
 mod state;
 mod stream;
+mod stream_slots;
 
 pub use commands::{router, server_state, CommandError};
+pub use flight::CellflightService;
 pub use state::ServerState;

@@ -8,7 +8,9 @@ use cellflight_sql::{CatalogSnapshot, CohortCache, SqlEngine};
 
 use crate::catalog::Catalog;
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
 use crate::stream::{ColumnCache, WeightedCache};
+use crate::stream_slots::StreamSlots;
 
 pub struct ServerState {
     pub catalog: Catalog,
@@ -17,6 +19,9 @@ pub struct ServerState {
     pub weighted: WeightedCache,
     /// Whole metadata columns: obs columns of minibatches, gene names.
     pub columns: ColumnCache,
+    /// The DoGet streams open now, within the configured limits.
+    pub streams: Arc<StreamSlots>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl ServerState {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 
 from cellflight_dataset import Dataset, load_dataset
@@ -32,7 +33,13 @@ class Cellflight:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout)
 
     def popen(self, *args) -> subprocess.Popen:
-        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        """Starts the binary. Its log (stderr) goes to a file, read with
+        `log()`: a server logging for a whole test module never blocks on a
+        full pipe."""
+        with tempfile.NamedTemporaryFile("w", prefix="cellflight-", suffix=".log", delete=False) as log_file:
+            process = subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=log_file, text=True)
+        process.log_path = Path(log_file.name)
+        return process
 
     def ok(self, *args, timeout: float = 300) -> subprocess.CompletedProcess:
         result = self.run(*args, timeout=timeout)
@@ -54,6 +61,11 @@ class Cellflight:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         self.ok("ingest", source, output, *flags)
         return load_dataset(output)
+
+
+def log(process: subprocess.Popen) -> str:
+    """What a process started with `Cellflight.popen` has logged so far."""
+    return process.log_path.read_text()
 
 
 def describe(result: subprocess.CompletedProcess) -> str:

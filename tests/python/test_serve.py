@@ -11,6 +11,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from cli import log
+
 
 @pytest.fixture
 def data_dir(cellflight, tmp_path):
@@ -25,7 +27,7 @@ def start(cellflight, data, *flags) -> tuple[subprocess.Popen, str]:
     """Starts `serve` on an ephemeral port; returns the process and its address."""
     server = cellflight.popen("serve", "--data", data, "--listen", "127.0.0.1:0", *flags)
     first = server.stdout.readline()
-    assert first.startswith("cellflight listening on grpc://"), first + server.stderr.read()
+    assert first.startswith("cellflight listening on grpc://"), first + log(server)
     return server, first.split()[-1]
 
 

@@ -139,6 +139,7 @@ async fn a_unix_socket_serves_the_same_stream() {
     let state = cellflight::server_state(&serve_args(&dir)).unwrap();
     let unix = tokio::spawn(
         cellflight::router(&state)
+            .await
             .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
     );
     let request = request(r#"{"batch_size": 32, "seed": 2}"#);

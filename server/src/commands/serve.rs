@@ -1,24 +1,33 @@
 //! `cellflight serve`: the Flight service over a data directory, or over a
 //! demo dataset generated into the cache on first run.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_sql::{CohortCache, SqlEngine, SqlLimits};
 use futures::FutureExt;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::server::Router;
+use tower::layer::util::{Identity, Stack};
 
 use super::CommandError;
 use crate::catalog::Catalog;
 use crate::cli::{ServeArgs, SqlArgs};
 use crate::flight::CellflightService;
+use crate::metrics::CountFailures;
 use crate::progress::Progress;
 use crate::state::ServerState;
 use crate::stream::{ColumnCache, WeightedCache};
+use crate::stream_slots::{StreamLimits, StreamSlots};
 
 /// The demo dataset: Tahoe-shaped, big enough to feel real, quick to make.
 const DEMO_CELLS: u64 = 100_000;
@@ -54,6 +63,11 @@ pub fn server_state(args: &ServeArgs) -> Result<Arc<ServerState>, CommandError> 
         cohorts: CohortCache::new(cohort_cache),
         weighted: WeightedCache::new(cohort_cache),
         columns: ColumnCache::new(args.column_cache.0 as usize),
+        streams: StreamSlots::new(StreamLimits {
+            max_streams: args.max_streams as usize,
+            max_streams_per_client: args.max_streams_per_client as usize,
+        }),
+        metrics: Arc::default(),
     }))
 }
 
@@ -91,35 +105,99 @@ async fn serve(state: Arc<ServerState>, args: &ServeArgs) -> Result<(), CommandE
     let address = listener
         .local_addr()
         .map_err(|e| CommandError::Serve(format!("--listen {}: {e}", args.listen)))?;
-    let unix = match &args.unix {
-        Some(path) => Some((bind_unix(path)?, path.clone())),
+    let unix = args.unix.as_deref().map(bind_unix).transpose()?;
+    let metrics = match args.metrics {
+        Some(address) => Some(bind_metrics(address, &state).await?),
         None => None,
     };
-    tracing::info!(%address, unix = ?args.unix, catalog = ?state.catalog.snapshot(), "serving");
+    tracing::info!(%address, unix = ?args.unix, ?metrics, catalog = ?state.catalog.snapshot(), "serving");
     refresh_on_hangup(Arc::clone(&state))?;
-    print_try_it(&address.to_string(), args.unix.as_deref());
+    print_try_it(&address.to_string(), args.unix.as_deref(), metrics);
+    let served = serve_until_shutdown(&state, listener, unix, *args.shutdown_grace);
+    let served = served.await;
+    if let Some(path) = &args.unix {
+        let _ = std::fs::remove_file(path);
+    }
+    served
+}
+
+/// Serves until SIGINT or SIGTERM, then until the open streams end or
+/// `grace` is over, whichever comes first.
+async fn serve_until_shutdown(
+    state: &Arc<ServerState>,
+    tcp: TcpListener,
+    unix: Option<UnixListener>,
+    grace: std::time::Duration,
+) -> Result<(), CommandError> {
     let shutdown = shutdown_signal().shared();
-    let tcp = router(&state)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone());
-    let served = match unix {
-        None => tcp.await,
-        Some((listener, path)) => {
-            let unix = router(&state)
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
-            let served = tokio::try_join!(tcp, unix).map(|_| ());
-            let _ = std::fs::remove_file(path);
-            served
+    let tcp = router(state)
+        .await
+        .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), shutdown.clone());
+    let served = async {
+        match unix {
+            None => tcp.await,
+            Some(unix) => {
+                let unix = router(state)
+                    .await
+                    .serve_with_incoming_shutdown(UnixListenerStream::new(unix), shutdown.clone());
+                tokio::try_join!(tcp, unix).map(|_| ())
+            }
         }
     };
-    served.map_err(|e| CommandError::Serve(format!("server failed: {e}")))
+    let grace_over = async {
+        shutdown.clone().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = served => served.map_err(|e| CommandError::Serve(format!("server failed: {e}"))),
+        () = grace_over => {
+            let open_streams = state.streams.open();
+            tracing::warn!(open_streams, ?grace, "grace period over; closing the open streams");
+            Ok(())
+        }
+    }
 }
 
 /// The Flight service (training stream, SQL, Flight SQL) over `state`,
 /// ready to serve on any listener.
-pub fn router(state: &Arc<ServerState>) -> tonic::transport::server::Router {
+/// With it, the standard gRPC health service; every failed call counted.
+pub async fn router(state: &Arc<ServerState>) -> Router<Stack<CountFailures, Identity>> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<FlightServiceServer<CellflightService>>()
+        .await;
     let service = FlightServiceServer::new(CellflightService::new(Arc::clone(state)))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    tonic::transport::Server::builder().add_service(service)
+    tonic::transport::Server::builder()
+        .layer(CountFailures::new(Arc::clone(&state.metrics)))
+        .add_service(health_service)
+        .add_service(service)
+}
+
+/// Starts serving metrics at `address`; answers the address bound.
+async fn bind_metrics(
+    address: SocketAddr,
+    state: &Arc<ServerState>,
+) -> Result<SocketAddr, CommandError> {
+    let error = |e: std::io::Error| CommandError::Serve(format!("--metrics {address}: {e}"));
+    let listener = TcpListener::bind(address).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    tokio::spawn(serve_metrics(listener, Arc::clone(state)));
+    Ok(bound)
+}
+
+/// `GET /metrics` on `listener`, in Prometheus' text format.
+async fn serve_metrics(listener: TcpListener, state: Arc<ServerState>) {
+    async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+        let text = state.metrics.render(state.streams.open());
+        ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    }
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::error!(%error, "the metrics endpoint failed");
+    }
 }
 
 /// Largest message a client may send (a request, a ticket, bound parameters).
@@ -145,10 +223,13 @@ fn bind_unix(path: &Path) -> Result<UnixListener, CommandError> {
     UnixListener::bind(path).map_err(|e| error(&e))
 }
 
-fn print_try_it(address: &str, unix: Option<&Path>) {
+fn print_try_it(address: &str, unix: Option<&Path>, metrics: Option<SocketAddr>) {
     println!("cellflight listening on grpc://{address}");
     if let Some(path) = unix {
         println!("cellflight listening on grpc+unix://{}", path.display());
+    }
+    if let Some(metrics) = metrics {
+        println!("cellflight metrics on http://{metrics}/metrics");
     }
     println!("try it from Python (pip install pyarrow):");
     println!("    import json, pyarrow.flight as flight");
@@ -160,9 +241,24 @@ fn print_try_it(address: &str, unix: Option<&Path>) {
     println!("        break");
 }
 
+/// SIGINT or SIGTERM: stop accepting, let open streams finish.
 async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: no new connections; open streams may finish");
 }
 
 fn cache_dir(explicit: Option<&Path>) -> Result<PathBuf, CommandError> {

@@ -1,0 +1,50 @@
+"""Faults: a server killed with SIGKILL mid-epoch and started again (or
+another server of the same dataset) serves the rest of the epoch from the
+Python client's resume point, exactly."""
+
+from __future__ import annotations
+
+import signal
+
+import client_helpers  # noqa: F401  (the package of this checkout)
+import cellflight as cf
+import numpy as np
+import pytest
+
+from test_serve import start, stop
+
+N_CELLS = 3000
+
+
+@pytest.fixture(scope="module")
+def dataset(cellflight, tmp_path_factory):
+    data = tmp_path_factory.mktemp("faults")
+    cellflight.ok("generate", data / "cells", "--cells", N_CELLS, "--genes", 100, "--seed", 9)
+    return data / "cells"
+
+
+def loader(address: str, start_batches=None):
+    return cf.connect(address).loader(
+        "cells", batch_size=50, seed=3, epoch=1, streams=2, start_batches=start_batches
+    )
+
+
+def test_a_killed_server_restarted_serves_the_rest_of_the_epoch_from_the_resume_point(cellflight, dataset):
+    server, address = start(cellflight, dataset)
+    seen, next_batch = [], {}
+    for batch in loader(address):
+        seen.extend(batch.cell_id[~batch.is_padding].tolist())
+        next_batch[batch.partition] = batch.index + 1
+        if len(next_batch) == 2 and sum(next_batch.values()) >= 12:
+            break
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=30)
+
+    restarted, address = start(cellflight, dataset)
+    try:
+        for batch in loader(address, start_batches=next_batch):
+            seen.extend(batch.cell_id[~batch.is_padding].tolist())
+    finally:
+        assert stop(restarted) == 0
+    assert len(seen) == N_CELLS, "no cell twice, none missing"
+    assert np.array_equal(np.sort(seen), np.arange(N_CELLS))

@@ -1,0 +1,57 @@
+"""Graceful shutdown: on SIGTERM the server stops accepting connections,
+lets open streams finish within `--shutdown-grace`, and exits 0."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pyarrow.flight as flight
+import pytest
+
+from test_serve import start
+from test_stream_limits import REQUEST, open_stream
+
+
+@pytest.fixture(scope="module")
+def dataset(cellflight, tmp_path_factory):
+    root = tmp_path_factory.mktemp("shutdown")
+    cellflight.ok("generate", root / "cells", "--cells", 4000, "--genes", 4000, "--seed", 2)
+    return root / "cells"
+
+
+def refuses_connections(address: str, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            list(flight.connect(address).list_flights())
+        except flight.FlightUnavailableError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sigterm_stops_new_connections_and_lets_an_open_stream_finish(cellflight, dataset):
+    server, address = start(cellflight, dataset)
+    reader = open_stream(address, 0)
+    server.send_signal(signal.SIGTERM)
+    assert refuses_connections(address), "a new client is still served after SIGTERM"
+    rest = reader.read_all()
+    # Partition 0 of 4: 1,000 cells, the first 16 already read.
+    assert rest.num_rows == 1000 - REQUEST["batch_size"]
+    assert server.wait(timeout=30) == 0
+
+
+def test_streams_open_past_the_grace_period_are_closed_and_the_server_exits_0(cellflight, dataset):
+    server, address = start(cellflight, dataset, "--shutdown-grace", "1s")
+    held = open_stream(address, 0)  # never read further
+    signalled = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=30) == 0
+    assert time.monotonic() - signalled < 15, "the grace period was not enforced"
+    held.cancel()
+
+
+def test_a_bad_grace_period_is_refused_naming_the_flag(cellflight, dataset):
+    cellflight.fails("serve", "--data", dataset, "--listen", "127.0.0.1:0", "--shutdown-grace", "soon",
+                     mentions=["--shutdown-grace", "soon"])  # fmt: skip

@@ -1,0 +1,161 @@
+"""Open-stream limits (`--max-streams`, `--max-streams-per-client`): a
+stream past either is refused with RESOURCE_EXHAUSTED naming the limit,
+others keep being served, and a slot comes back when its stream ends or
+its client dies."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from test_serve import start, stop
+from test_stream import plan
+
+# Dense rows of 4,000 genes: an epoch (64 MB) cannot hide in gRPC's buffers,
+# so a stream whose reader stops reading stays open.
+REQUEST = {"format": "dense", "batch_size": 16, "fetch_factor": 2, "partitions": 4}
+
+
+@pytest.fixture(scope="module")
+def dataset(cellflight, tmp_path_factory):
+    root = tmp_path_factory.mktemp("limits")
+    cellflight.ok("generate", root / "cells", "--cells", 4000, "--genes", 4000, "--seed", 2)
+    return root / "cells"
+
+
+@pytest.fixture
+def limited(cellflight, dataset, tmp_path):
+    """A server of its own allowing 3 streams, 2 per client, on TCP and a
+    Unix socket, with metrics; yields (tcp address, unix address, metrics URL)."""
+    socket = tmp_path / "cf.sock"
+    server, address = start(
+        cellflight, dataset, "--unix", socket, "--max-streams", 3, "--max-streams-per-client", 2,
+        "--metrics", "127.0.0.1:0",
+    )  # fmt: skip
+    try:
+        yield address, f"grpc+unix://{socket}", metrics_url(server)
+    finally:
+        assert stop(server) == 0, "the server exits cleanly"
+
+
+def metrics_url(server: subprocess.Popen) -> str:
+    """The URL `serve` printed for its --metrics endpoint."""
+    for line in server.stdout:
+        if line.startswith("cellflight metrics on "):
+            return line.split()[-1]
+    raise AssertionError("serve did not print its metrics address")
+
+
+def metric(url: str, name: str) -> float:
+    """One sample of the server's Prometheus text, by name with labels."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} missing from\n{text}"
+    return float(match.group(1))
+
+
+def open_stream(address: str, partition: int) -> flight.FlightStreamReader:
+    """Partition `partition` of REQUEST, its first minibatch read."""
+    # Over a Unix socket gRPC names the socket path as :authority, which
+    # the server's HTTP/2 stack refuses; any plain name will do.
+    unix = address.startswith("grpc+unix://")
+    client = flight.connect(address, generic_options=[("grpc.default_authority", "localhost")] if unix else None)
+    reader = client.do_get(plan(client, **REQUEST).endpoints[partition].ticket)
+    reader.read_chunk()
+    return reader
+
+
+def refusal(address: str, partition: int) -> str:
+    with pytest.raises(pa.ArrowException) as raised:
+        open_stream(address, partition)
+    message = str(raised.value)
+    assert "resource exhausted" in message.lower(), message
+    return message
+
+
+def eventually_opens(address: str, partition: int, seconds: float = 15) -> flight.FlightStreamReader:
+    """A freed slot is given back once the server sees the stream gone."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return open_stream(address, partition)
+        except pa.ArrowException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_client_past_its_limit_is_refused_and_the_server_limit_holds_for_all(limited):
+    tcp, unix, metrics = limited
+    held = [open_stream(tcp, 0), open_stream(tcp, 1)]
+    assert "--max-streams-per-client" in refusal(tcp, 2)
+    held.append(open_stream(unix, 2))  # another client: served
+    assert "--max-streams)" in refusal(unix, 3)
+    assert metric(metrics, "cellflight_streams_open") == 3
+    assert metric(metrics, 'cellflight_errors_total{code="RESOURCE_EXHAUSTED"}') == 2
+    for reader in held:
+        reader.cancel()
+    eventually_opens(tcp, 3).cancel()
+
+
+def test_a_stream_read_to_its_end_gives_its_slot_back(limited):
+    tcp, _, _ = limited
+    for _ in range(3):  # more streams in turn than the limit allows at once
+        client = flight.connect(tcp)
+        info = plan(client, **{**REQUEST, "partitions": 64})
+        assert client.do_get(info.endpoints[0].ticket).read_all().num_rows > 0
+    eventually_opens(tcp, 0).cancel()
+
+
+def test_a_killed_client_frees_its_streams(limited):
+    tcp, _, metrics = limited
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_TWO_STREAMS, tcp, *map(str, REQUEST.values())],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "holding", "the holder opened its streams"
+        assert "--max-streams-per-client" in refusal(tcp, 2)
+        assert metric(metrics, "cellflight_streams_open") == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 15
+    while metric(metrics, "cellflight_streams_open") > 0:
+        assert time.monotonic() < deadline, "the killed client's streams stay open"
+        time.sleep(0.2)
+    first = eventually_opens(tcp, 0)
+    second = eventually_opens(tcp, 1)
+    first.cancel()
+    second.cancel()
+
+
+HOLD_TWO_STREAMS = textwrap.dedent(
+    """
+    import json, sys, time
+    import pyarrow.flight as flight
+    address, fmt, batch, fetch, parts = sys.argv[1:]
+    request = {"format": fmt, "batch_size": int(batch), "fetch_factor": int(fetch), "partitions": int(parts)}
+    client = flight.connect(address)
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(request)))
+    readers = [client.do_get(e.ticket) for e in info.endpoints[:2]]
+    for r in readers:
+        r.read_chunk()
+    print("holding", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.parametrize("flag", ["--max-streams", "--max-streams-per-client"])
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_a_limit_that_is_not_a_positive_count_is_refused_naming_the_flag(cellflight, dataset, flag, value):
+    cellflight.fails("serve", "--data", dataset, "--listen", "127.0.0.1:0", f"{flag}={value}", mentions=[flag, value])
