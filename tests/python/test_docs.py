@@ -3,6 +3,7 @@ against a served dataset named `demo`, and resumes from its checkpoint."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -47,7 +48,9 @@ def demo(cellflight, tmp_path_factory):
 def run_loop(address: str, workdir: Path) -> str:
     code = training_loop(ROOT / "docs" / "python.md").replace(DEMO_ADDRESS, address)
     assert address in code, "the loop connects to the demo server's address"
-    done = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=600)
+    # This checkout's package, whichever clone the venv's editable install points at.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python" / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
