@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::request_error::decode;
 use crate::RequestError;
 
 /// Names of the columns every minibatch may carry besides obs columns.
@@ -116,8 +117,7 @@ impl Default for StreamRequest {
 impl StreamRequest {
     /// Parses and checks a request.
     pub fn from_json(bytes: &[u8]) -> Result<Self, RequestError> {
-        let request: Self =
-            serde_json::from_slice(bytes).map_err(|e| RequestError::Json("request", e))?;
+        let request: Self = decode("request", bytes)?;
         request.validate()?;
         Ok(request)
     }

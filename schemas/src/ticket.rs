@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::request_error::decode;
 use crate::{RequestError, StreamRequest};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,8 +20,7 @@ pub struct StreamTicket {
 
 impl StreamTicket {
     pub fn from_json(bytes: &[u8]) -> Result<Self, RequestError> {
-        let ticket: Self =
-            serde_json::from_slice(bytes).map_err(|e| RequestError::Json("ticket", e))?;
+        let ticket: Self = decode("ticket", bytes)?;
         ticket.request.validate()?;
         if ticket.partition >= ticket.request.partitions {
             return Err(RequestError::Inconsistent(format!(
