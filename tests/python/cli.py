@@ -6,6 +6,8 @@ import os
 import shlex
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cellflight_dataset import Dataset, load_dataset
@@ -66,6 +68,14 @@ class Cellflight:
 def log(process: subprocess.Popen) -> str:
     """What a process started with `Cellflight.popen` has logged so far."""
     return process.log_path.read_text()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, failure: str) -> None:
+    """Polls `condition` until it holds; after `seconds`, fails with `failure`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.1)
 
 
 def describe(result: subprocess.CompletedProcess) -> str:

@@ -46,3 +46,12 @@ def data_file():
         return p
 
     return path
+
+
+@pytest.fixture(scope="session")
+def wide_dataset(cellflight, tmp_path_factory):
+    """4,000 cells × 4,000 genes: dense, an epoch is 64 MB, so a stream whose
+    reader stops reading stays open (limits, shutdown)."""
+    root = tmp_path_factory.mktemp("wide")
+    cellflight.ok("generate", root / "cells", "--cells", 4000, "--genes", 4000, "--seed", 2)
+    return root / "cells"

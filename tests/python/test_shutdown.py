@@ -9,41 +9,32 @@ import time
 import pyarrow.flight as flight
 import pytest
 
+from cli import wait_until
 from test_serve import start
 from test_stream_limits import REQUEST, open_stream
 
 
-@pytest.fixture(scope="module")
-def dataset(cellflight, tmp_path_factory):
-    root = tmp_path_factory.mktemp("shutdown")
-    cellflight.ok("generate", root / "cells", "--cells", 4000, "--genes", 4000, "--seed", 2)
-    return root / "cells"
-
-
-def refuses_connections(address: str, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            list(flight.connect(address).list_flights())
-        except flight.FlightUnavailableError:
-            return True
-        time.sleep(0.1)
+def refuses_connections(address: str) -> bool:
+    try:
+        list(flight.connect(address).list_flights())
+    except flight.FlightUnavailableError:
+        return True
     return False
 
 
-def test_sigterm_stops_new_connections_and_lets_an_open_stream_finish(cellflight, dataset):
-    server, address = start(cellflight, dataset)
+def test_sigterm_stops_new_connections_and_lets_an_open_stream_finish(cellflight, wide_dataset):
+    server, address = start(cellflight, wide_dataset)
     reader = open_stream(address, 0)
     server.send_signal(signal.SIGTERM)
-    assert refuses_connections(address), "a new client is still served after SIGTERM"
+    wait_until(lambda: refuses_connections(address), 10, "a new client is still served after SIGTERM")
     rest = reader.read_all()
     # Partition 0 of 4: 1,000 cells, the first 16 already read.
     assert rest.num_rows == 1000 - REQUEST["batch_size"]
     assert server.wait(timeout=30) == 0
 
 
-def test_streams_open_past_the_grace_period_are_closed_and_the_server_exits_0(cellflight, dataset):
-    server, address = start(cellflight, dataset, "--shutdown-grace", "1s")
+def test_streams_open_past_the_grace_period_are_closed_and_the_server_exits_0(cellflight, wide_dataset):
+    server, address = start(cellflight, wide_dataset, "--shutdown-grace", "1s")
     held = open_stream(address, 0)  # never read further
     signalled = time.monotonic()
     server.send_signal(signal.SIGTERM)
@@ -52,6 +43,6 @@ def test_streams_open_past_the_grace_period_are_closed_and_the_server_exits_0(ce
     held.cancel()
 
 
-def test_a_bad_grace_period_is_refused_naming_the_flag(cellflight, dataset):
-    cellflight.fails("serve", "--data", dataset, "--listen", "127.0.0.1:0", "--shutdown-grace", "soon",
+def test_a_bad_grace_period_is_refused_naming_the_flag(cellflight, wide_dataset):
+    cellflight.fails("serve", "--data", wide_dataset, "--listen", "127.0.0.1:0", "--shutdown-grace", "soon",
                      mentions=["--shutdown-grace", "soon"])  # fmt: skip

@@ -16,28 +16,22 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from cli import wait_until
 from test_serve import start, stop
 from test_stream import plan
 
-# Dense rows of 4,000 genes: an epoch (64 MB) cannot hide in gRPC's buffers,
-# so a stream whose reader stops reading stays open.
+# Dense rows of wide_dataset's 4,000 genes: an epoch (64 MB) cannot hide in
+# gRPC's buffers, so a stream whose reader stops reading stays open.
 REQUEST = {"format": "dense", "batch_size": 16, "fetch_factor": 2, "partitions": 4}
 
 
-@pytest.fixture(scope="module")
-def dataset(cellflight, tmp_path_factory):
-    root = tmp_path_factory.mktemp("limits")
-    cellflight.ok("generate", root / "cells", "--cells", 4000, "--genes", 4000, "--seed", 2)
-    return root / "cells"
-
-
 @pytest.fixture
-def limited(cellflight, dataset, tmp_path):
+def limited(cellflight, wide_dataset, tmp_path):
     """A server of its own allowing 3 streams, 2 per client, on TCP and a
     Unix socket, with metrics; yields (tcp address, unix address, metrics URL)."""
     socket = tmp_path / "cf.sock"
     server, address = start(
-        cellflight, dataset, "--unix", socket, "--max-streams", 3, "--max-streams-per-client", 2,
+        cellflight, wide_dataset, "--unix", socket, "--max-streams", 3, "--max-streams-per-client", 2,
         "--metrics", "127.0.0.1:0",
     )  # fmt: skip
     try:
@@ -128,10 +122,7 @@ def test_a_killed_client_frees_its_streams(limited):
     finally:
         holder.kill()
         holder.wait()
-    deadline = time.monotonic() + 15
-    while metric(metrics, "cellflight_streams_open") > 0:
-        assert time.monotonic() < deadline, "the killed client's streams stay open"
-        time.sleep(0.2)
+    wait_until(lambda: metric(metrics, "cellflight_streams_open") == 0, 15, "the killed client's streams stay open")
     first = eventually_opens(tcp, 0)
     second = eventually_opens(tcp, 1)
     first.cancel()
@@ -157,5 +148,5 @@ HOLD_TWO_STREAMS = textwrap.dedent(
 
 @pytest.mark.parametrize("flag", ["--max-streams", "--max-streams-per-client"])
 @pytest.mark.parametrize("value", ["0", "-1", "many"])
-def test_a_limit_that_is_not_a_positive_count_is_refused_naming_the_flag(cellflight, dataset, flag, value):
-    cellflight.fails("serve", "--data", dataset, "--listen", "127.0.0.1:0", f"{flag}={value}", mentions=[flag, value])
+def test_a_limit_that_is_not_a_positive_count_is_refused_naming_the_flag(cellflight, wide_dataset, flag, value):
+    cellflight.fails("serve", "--data", wide_dataset, "--listen", "127.0.0.1:0", f"{flag}={value}", mentions=[flag, value])
