@@ -56,6 +56,7 @@ async fn bench(dataset: Arc<Dataset>) {
     let snapshot = CatalogSnapshot::new(vec![dataset], None).expect("a catalog");
     let limits = SqlLimits {
         memory_bytes: 2 << 30,
+        query_memory_bytes: 2 << 30,
         timeout: Duration::from_secs(600),
         max_rows: usize::MAX,
     };

@@ -17,6 +17,7 @@ use datafusion::execution::object_store::{
 };
 use object_store::ObjectStore;
 
+use crate::access::{Access, DeniedSchema};
 use crate::error::SqlError;
 use crate::store::{PinnedStore, CELLS, GENES};
 
@@ -28,11 +29,15 @@ const SCHEME: &str = "cellflight";
 /// An immutable view of a set of dataset versions. A query plans and runs
 /// against one snapshot; the server swaps in a new snapshot on refresh, and
 /// queries already running keep theirs (it holds the open files).
+///
+/// A snapshot is seen with an [`Access`]: restricted to a caller's grants,
+/// it lists only the datasets granted, and SQL reaching any other fails.
 pub struct CatalogSnapshot {
     datasets: BTreeMap<String, Arc<Dataset>>,
     default_dataset: Option<String>,
     catalog: Arc<MemoryCatalogProvider>,
-    stores: Vec<RegisteredStore>,
+    stores: Arc<[RegisteredStore]>,
+    access: Access,
 }
 
 impl CatalogSnapshot {
@@ -65,18 +70,64 @@ impl CatalogSnapshot {
             datasets: by_name,
             default_dataset: default_dataset.map(str::to_string),
             catalog,
-            stores,
+            stores: stores.into(),
+            access: Access::All,
         }))
     }
 
-    /// The dataset named `name`, as pinned by this snapshot.
-    pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
-        self.datasets.get(name)
+    /// The same datasets, seen with `access`: those not granted stand in
+    /// the SQL catalog as [`DeniedSchema`]s, so planning names them.
+    pub fn restricted(self: &Arc<Self>, access: &Access) -> Arc<Self> {
+        if *access == self.access {
+            return Arc::clone(self);
+        }
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        for name in self.datasets.keys() {
+            let schema: Arc<dyn SchemaProvider> = match self.catalog.schema(name) {
+                Some(schema) if access.allows(name) => schema,
+                _ => Arc::new(DeniedSchema {
+                    dataset: name.clone(),
+                }),
+            };
+            // A fresh catalog with unique names: registering cannot fail.
+            let _ = catalog.register_schema(name, schema);
+        }
+        Arc::new(Self {
+            datasets: self.datasets.clone(),
+            default_dataset: self.default_dataset.clone(),
+            catalog,
+            stores: Arc::clone(&self.stores),
+            access: access.clone(),
+        })
     }
 
-    /// Every dataset, by name.
+    /// Which datasets this snapshot lets its caller read.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// The dataset named `name`, as pinned by this snapshot, if it is
+    /// served and granted.
+    pub fn dataset(&self, name: &str) -> Result<&Arc<Dataset>, SqlError> {
+        let dataset = self.datasets.get(name).ok_or_else(|| SqlError::NotFound {
+            what: format!("unknown dataset {name:?}; served: {:?}", self.names()),
+        })?;
+        self.access.check(name)?;
+        Ok(dataset)
+    }
+
+    /// Every dataset the caller may read, by name.
     pub fn datasets(&self) -> impl Iterator<Item = &Arc<Dataset>> {
-        self.datasets.values()
+        self.datasets
+            .iter()
+            .filter(|(name, _)| self.access.allows(name))
+            .map(|(_, dataset)| dataset)
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.datasets()
+            .map(|d| d.manifest().name.as_str())
+            .collect()
     }
 
     pub fn default_dataset(&self) -> Option<&str> {
@@ -93,7 +144,7 @@ impl CatalogSnapshot {
         let registry = DefaultObjectStoreRegistry::new();
         // Fails only if absent, which is what we want.
         let _ = registry.deregister_store(ObjectStoreUrl::local_filesystem().as_ref());
-        for (url, store) in &self.stores {
+        for (url, store) in self.stores.iter() {
             registry.register_store(url.as_ref(), store.clone());
         }
         Arc::new(registry)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use datafusion::sql::parser::DFParser;
 
+use crate::access::Access;
 use crate::cache::{ByteLru, CacheCost};
 use crate::catalog::CatalogSnapshot;
 use crate::error::SqlError;
@@ -64,16 +65,13 @@ pub async fn cohort(
     dataset: &str,
     query: &CohortQuery,
 ) -> Result<Arc<Cohort>, SqlError> {
-    let pinned = snapshot
-        .dataset(dataset)
-        .ok_or_else(|| SqlError::NotFound {
-            what: format!("dataset {dataset}"),
-        })?;
+    let pinned = snapshot.dataset(dataset)?;
     let sql = normalise(dataset, query)?;
     let key = CohortKey {
         dataset: dataset.to_string(),
         version: pinned.manifest().version.clone(),
         query: sql,
+        access: snapshot.access().clone(),
     };
     if let Some(hit) = cache.get(&key) {
         return Ok(hit);
@@ -142,15 +140,18 @@ async fn select_ids(
     Ok(ids)
 }
 /// What a cohort is cached under: the dataset version and the normalised
-/// query, so a replaced dataset's cohorts are never served again.
+/// query, so a replaced dataset's cohorts are never served again; and the
+/// caller's access, so a cohort one caller's grants allowed (its query
+/// reaching another dataset) is never served to a caller without them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CohortKey {
     pub dataset: String,
     pub version: String,
     pub query: String,
+    pub access: Access,
 }
 
-/// Cohorts by (dataset, version, normalised query), within a byte budget,
+/// Cohorts by (dataset, version, normalised query, access), within a byte budget,
 /// least recently used evicted first.
 pub type CohortCache = ByteLru<CohortKey, Cohort>;
 

@@ -6,6 +6,8 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 
+use crate::memory::QUERY_LIMIT;
+
 /// What went wrong with a SQL request, by kind.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
@@ -15,6 +17,9 @@ pub enum SqlError {
     /// An unknown dataset or table.
     #[error("not found: {what}")]
     NotFound { what: String },
+    /// A dataset the caller has no grant for.
+    #[error("permission denied: no grant for dataset {dataset}")]
+    PermissionDenied { dataset: String },
     /// A column that no table in the query has.
     #[error("unknown column: {column}")]
     UnknownColumn { column: String },
@@ -37,6 +42,7 @@ pub enum SqlError {
 pub enum SqlErrorKind {
     InvalidQuery,
     NotFound,
+    PermissionDenied,
     UnknownColumn,
     Refused,
     ResourceExhausted,
@@ -49,6 +55,7 @@ impl SqlError {
         match self {
             SqlError::InvalidQuery(_) => SqlErrorKind::InvalidQuery,
             SqlError::NotFound { .. } => SqlErrorKind::NotFound,
+            SqlError::PermissionDenied { .. } => SqlErrorKind::PermissionDenied,
             SqlError::UnknownColumn { .. } => SqlErrorKind::UnknownColumn,
             SqlError::Refused { .. } => SqlErrorKind::Refused,
             SqlError::ResourceExhausted { .. } => SqlErrorKind::ResourceExhausted,
@@ -71,8 +78,13 @@ impl SqlError {
             DataFusionError::SQL(e, _) => SqlError::InvalidQuery(e.to_string()),
             DataFusionError::SchemaError(e, _) => from_schema_error(*e),
             DataFusionError::Plan(msg) => from_plan_message(msg),
+            DataFusionError::ResourcesExhausted(msg) if msg.starts_with(QUERY_LIMIT) => {
+                SqlError::ResourceExhausted { limit: msg }
+            }
             DataFusionError::ResourcesExhausted(msg) => SqlError::ResourceExhausted {
-                limit: format!("memory limit of {memory_bytes} bytes ({msg})"),
+                limit: format!(
+                    "memory limit of {memory_bytes} bytes shared by running queries ({msg})"
+                ),
             },
             // Raised while evaluating the user's expressions (bad casts,
             // division by zero, bad function arguments); infrastructure
@@ -81,6 +93,11 @@ impl SqlError {
                 SqlError::InvalidQuery(msg)
             }
             DataFusionError::ArrowError(e, _) => from_arrow(*e, memory_bytes),
+            // Raised by our own providers (a dataset without a grant).
+            DataFusionError::External(boxed) => match boxed.downcast::<SqlError>() {
+                Ok(error) => *error,
+                Err(other) => SqlError::Internal(other.to_string()),
+            },
             other => SqlError::Internal(other.to_string()),
         }
     }

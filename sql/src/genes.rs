@@ -15,11 +15,7 @@ pub async fn select_genes(
     dataset: &str,
     predicate: &str,
 ) -> Result<Vec<u32>, SqlError> {
-    if snapshot.dataset(dataset).is_none() {
-        return Err(SqlError::NotFound {
-            what: format!("dataset {dataset}"),
-        });
-    }
+    snapshot.dataset(dataset)?;
     let predicate = expression(predicate, "a gene predicate")?;
     let sql = format!("SELECT gene_idx FROM {dataset}.genes WHERE {predicate}");
     let mut genes = Vec::new();

@@ -2,17 +2,20 @@
 //! dataset versions, read-only bounded queries, and cohorts (SQL → sorted
 //! cell ids).
 
+mod access;
 mod cache;
 mod catalog;
 mod cohort;
 mod error;
 mod genes;
+mod memory;
 mod query;
 mod scan;
 mod session;
 mod store;
 mod weights;
 
+pub use access::Access;
 pub use cache::{ByteLru, CacheCost};
 pub use catalog::{CatalogSnapshot, CATALOG};
 pub use cohort::{cohort, Cohort, CohortCache, CohortKey, CohortQuery};

@@ -13,12 +13,15 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::{CatalogSnapshot, CATALOG};
 use crate::error::SqlError;
+use crate::memory::QueryPool;
 
 /// The bounds every query runs within.
 #[derive(Debug, Clone)]
 pub struct SqlLimits {
     /// Size of the memory pool shared by all running queries.
     pub memory_bytes: usize,
+    /// Most of that pool one query may hold.
+    pub query_memory_bytes: usize,
     /// Wall-clock limit of one query, planning included.
     pub timeout: Duration,
     /// Most rows an ad hoc query may return (cohorts are not capped).
@@ -65,7 +68,12 @@ impl SqlEngine {
         snapshot: &CatalogSnapshot,
         dataset: &str,
     ) -> Result<SessionContext, SqlError> {
+        let pool = QueryPool::new(
+            Arc::clone(&self.runtime.memory_pool),
+            self.limits.query_memory_bytes,
+        );
         let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+            .with_memory_pool(Arc::new(pool))
             .with_object_store_registry(snapshot.object_store_registry())
             .build_arc()
             .map_err(|e| SqlError::Internal(e.to_string()))?;

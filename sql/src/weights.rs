@@ -58,11 +58,7 @@ pub async fn cohort_weights(
     dataset: &str,
     sql: &str,
 ) -> Result<WeightedCells, SqlError> {
-    if snapshot.dataset(dataset).is_none() {
-        return Err(SqlError::NotFound {
-            what: format!("dataset {dataset}"),
-        });
-    }
+    snapshot.dataset(dataset)?;
     let mut pairs: Vec<(u32, f64)> = Vec::new();
     let columns = [
         OutputColumn::unsigned("cell_id"),

@@ -171,3 +171,24 @@ async fn a_query_past_the_memory_pool_is_refused_naming_the_limit() {
     let got = one_batch(&run(&f, "SELECT count(*) AS n FROM cells").await.unwrap());
     assert_eq!(u64s(&got, "n"), [CELLS]);
 }
+
+#[tokio::test]
+async fn a_query_past_its_own_share_of_the_pool_is_refused_naming_that_limit() {
+    let f = fixture_with(SqlLimits {
+        query_memory_bytes: 64 << 10,
+        ..limits()
+    });
+    let err = run(
+        &f,
+        "SELECT a.obs_name, b.obs_name FROM demo.cells a JOIN demo.cells b ON a.plate = b.plate",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, SqlError::ResourceExhausted { limit }
+            if limit.contains("per-query memory limit of 65536 bytes")),
+        "{err}"
+    );
+    let got = one_batch(&run(&f, "SELECT count(*) AS n FROM cells").await.unwrap());
+    assert_eq!(u64s(&got, "n"), [CELLS]);
+}

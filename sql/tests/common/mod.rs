@@ -34,6 +34,7 @@ pub fn generated(root: &Path, name: &str, cells: u64, seed: u64, replace: bool) 
 pub fn limits() -> SqlLimits {
     SqlLimits {
         memory_bytes: 256 << 20,
+        query_memory_bytes: 256 << 20,
         timeout: Duration::from_secs(60),
         max_rows: 1_000_000,
     }
