@@ -15,12 +15,11 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{FlightDescriptor, Ticket};
-use cellflight::cli::{Cli, Command, ServeArgs};
+use cellflight::cli::ServeArgs;
 use cellflight::CellflightService;
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_sampler::{Plan, SamplerConfig};
 use cellflight_store::{runs, Dataset};
-use clap::Parser;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::StreamExt;
 use tonic::Request;
@@ -197,10 +196,7 @@ async fn stream_minibatches(service: &CellflightService, request: &str, batches:
 
 fn serve_args(data: &Path) -> ServeArgs {
     let data = data.to_str().expect("a UTF-8 path");
-    match Cli::parse_from(["cellflight", "serve", "--data", data]).command {
-        Command::Serve(args) => args,
-        _ => unreachable!("parsed a serve command"),
-    }
+    ServeArgs::from_flags(["--data", data]).expect("serve flags")
 }
 
 criterion_group!(

@@ -72,13 +72,7 @@ pub fn resolve(
             snapshot.datasets().count()
         )));
     };
-    snapshot.dataset(name).cloned().ok_or_else(|| {
-        let known: Vec<&str> = snapshot
-            .datasets()
-            .map(|d| d.manifest().name.as_str())
-            .collect();
-        ServiceError::NotFound(format!("unknown dataset {name:?}; served: {known:?}"))
-    })
+    Ok(snapshot.dataset(name)?.clone())
 }
 
 fn open_datasets(data: &Path) -> Result<Vec<Arc<Dataset>>, StoreError> {

@@ -75,8 +75,73 @@ pub struct ServeArgs {
     /// After SIGTERM or SIGINT, how long open streams may go on before the server closes them and exits, e.g. 30s.
     #[arg(long, env = "CELLFLIGHT_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
+    /// Largest message a client may send (a request, a ticket, bound query parameters); one larger is refused with ResourceExhausted.
+    #[arg(long, env = "CELLFLIGHT_MAX_REQUEST_SIZE", default_value = "16MiB")]
+    pub max_request_size: ByteSize,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     #[command(flatten)]
     pub sql: SqlArgs,
+}
+
+/// Who may connect and call (docs/operations.md). With none of these, anyone
+/// who reaches the port reads every dataset, over plain TCP.
+#[derive(Debug, Default, Args)]
+pub struct SecurityArgs {
+    /// Users and their bearer tokens, passwords and dataset grants (JSON; chmod 600). With it, every call needs a token.
+    #[arg(long, env = "CELLFLIGHT_AUTH_FILE", value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
+    /// One bearer token reading every dataset; better set in the environment than on a command line others can list.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub auth_token: Option<String>,
+    /// Serve TLS (clients connect to grpc+tls://) with this PEM certificate chain.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS).
+    #[arg(
+        long,
+        env = "CELLFLIGHT_TLS_CLIENT_CA",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The flags of `cellflight serve FLAGS...`, as a command line gives them
+    /// (with their defaults and environment variables), for servers run
+    /// in-process by tests and benchmarks.
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let argv = ["cellflight".into(), "serve".into()]
+            .into_iter()
+            .chain(flags.into_iter().map(Into::into));
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(args) => Ok(args),
+            _ => unreachable!("parsed a serve command"),
+        }
+    }
 }
 
 /// Bounds on SQL (ad hoc queries, Flight SQL and cohorts).
@@ -89,6 +154,13 @@ pub struct SqlArgs {
         default_value = "2GiB"
     )]
     pub memory: ByteSize,
+    /// Most of --sql-memory one query (or cohort selection) may hold, so no one query takes it all.
+    #[arg(
+        long = "sql-query-memory",
+        env = "CELLFLIGHT_SQL_QUERY_MEMORY",
+        default_value = "1GiB"
+    )]
+    pub query_memory: ByteSize,
     /// Longest a query may run, planning included, e.g. 30s or 5m.
     #[arg(
         long = "sql-timeout",

@@ -13,6 +13,12 @@ pub enum ServiceError {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    /// No credentials, or credentials the server does not know.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Known credentials without a grant for what was asked.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The ticket is sound but the dataset moved on since it was made.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -28,12 +34,33 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// Longest message sent: an error that quotes a hostile input (a 1 MB
+/// string in a query) is cut, not echoed back whole.
+const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// `message`, cut at a character boundary to at most [`MAX_MESSAGE_BYTES`].
+fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("... ({} more bytes cut)", total - end));
+    message
+}
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
-        let message = error.to_string();
+        let message = bounded(error.to_string());
         match error {
             ServiceError::InvalidArgument(_) => Status::invalid_argument(message),
             ServiceError::NotFound(_) => Status::not_found(message),
+            ServiceError::Unauthenticated(_) => Status::unauthenticated(message),
+            ServiceError::PermissionDenied(_) => Status::permission_denied(message),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
             ServiceError::Unimplemented(_) => Status::unimplemented(message),
             ServiceError::ResourceExhausted(_) => Status::resource_exhausted(message),
@@ -77,6 +104,8 @@ impl ServiceError {
         match self {
             Self::InvalidArgument(m) => Self::InvalidArgument(prefix(m)),
             Self::NotFound(m) => Self::NotFound(prefix(m)),
+            Self::Unauthenticated(m) => Self::Unauthenticated(prefix(m)),
+            Self::PermissionDenied(m) => Self::PermissionDenied(prefix(m)),
             Self::FailedPrecondition(m) => Self::FailedPrecondition(prefix(m)),
             Self::Unimplemented(m) => Self::Unimplemented(prefix(m)),
             Self::ResourceExhausted(m) => Self::ResourceExhausted(prefix(m)),
@@ -109,6 +138,7 @@ impl From<SqlError> for ServiceError {
                 Self::InvalidArgument(message)
             }
             SqlErrorKind::NotFound => Self::NotFound(message),
+            SqlErrorKind::PermissionDenied => Self::PermissionDenied(message),
             SqlErrorKind::ResourceExhausted => Self::ResourceExhausted(message),
             SqlErrorKind::Timeout => Self::DeadlineExceeded(message),
             SqlErrorKind::Internal => {
@@ -116,5 +146,22 @@ impl From<SqlError> for ServiceError {
                 Self::Internal(message)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_quoting_a_huge_input_is_cut_at_a_character_boundary() {
+        let huge = format!("unknown column {}", "\u{1F9EC}".repeat(1 << 18));
+        let status = Status::from(ServiceError::InvalidArgument(huge));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("unknown column "));
+        assert!(status.message().len() < MAX_MESSAGE_BYTES + 64);
+        assert!(status.message().ends_with("more bytes cut)"));
+        let short = Status::from(ServiceError::NotFound("no dataset x".into()));
+        assert_eq!(short.message(), "no dataset x");
     }
 }

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use arrow_flight::sql::Any;
 use cellflight_schemas::{StreamRequest, StreamTicket};
+use cellflight_sql::Access;
 use prost::Message;
 
 use crate::adhoc::SqlRequest;
@@ -52,12 +53,14 @@ impl CellflightService {
         if let Command::FlightSql = command_kind(ticket, "ticket")? {
             return Ok(self.flight_sql.do_get(request).await?.into_inner());
         }
+        let caller = self.state.auth.caller_of(&request)?;
+        let access = &caller.access;
         if SqlRequest::is_sql(ticket) {
             let sql = SqlRequest::from_json(ticket)?;
-            return Ok(query_stream(&self.state, &sql.sql, &[]).await?);
+            return Ok(query_stream(&self.state, access, &sql.sql, &[]).await?);
         }
         let ticket = StreamTicket::from_json(ticket).map_err(ServiceError::from)?;
-        let snapshot = self.state.catalog.snapshot();
+        let snapshot = self.state.snapshot(access);
         let dataset = resolve(&snapshot, ticket.request.dataset.as_deref())?;
         let current = &dataset.manifest().version;
         if *current != ticket.dataset_version {
@@ -84,13 +87,14 @@ impl CellflightService {
         Ok(Box::pin(stream))
     }
 
-    /// Reopens the data directory; answers the datasets now served, with
-    /// their versions.
-    async fn refresh(&self) -> Result<arrow_flight::Result, ServiceError> {
+    /// Reopens the data directory; answers the datasets now served that
+    /// `access` reaches, with their versions.
+    async fn refresh(&self, access: &Access) -> Result<arrow_flight::Result, ServiceError> {
         let state = Arc::clone(&self.state);
         let snapshot = tokio::task::spawn_blocking(move || state.catalog.refresh())
             .await
-            .map_err(|e| ServiceError::Internal(format!("refresh failed: {e}")))??;
+            .map_err(|e| ServiceError::Internal(format!("refresh failed: {e}")))??
+            .restricted(access);
         let versions: serde_json::Map<String, serde_json::Value> = snapshot
             .datasets()
             .map(|d| {
@@ -104,6 +108,9 @@ impl CellflightService {
         Ok(arrow_flight::Result::new(body))
     }
 }
+
+/// The header a Handshake answers the bearer token in.
+const AUTHORIZATION: &str = "authorization";
 
 /// The action that reloads the catalog (also done on SIGHUP).
 const REFRESH: &str = "refresh";
@@ -168,9 +175,11 @@ impl FlightService for CellflightService {
 
     async fn list_flights(
         &self,
-        _request: Request<Criteria>,
+        request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let snapshot = self.state.catalog.snapshot();
+        let snapshot = self
+            .state
+            .snapshot(&self.state.auth.caller_of(&request)?.access);
         let infos: Vec<_> = snapshot
             .datasets()
             .map(|d| dataset_info(d).map_err(Status::from))
@@ -178,11 +187,24 @@ impl FlightService for CellflightService {
         Ok(Response::new(Box::pin(stream::iter(infos))))
     }
 
+    /// Basic credentials in, the bearer token out: in the `authorization`
+    /// response header (where pyarrow and ADBC look) and as the payload.
     async fn handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        Err(not_yet("Handshake"))
+        let token = self.state.auth.handshake(request.metadata())?;
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ServiceError::Internal("a token is not a header value".into()))?;
+        let answer = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.into(),
+        };
+        let mut response =
+            Response::new(Box::pin(stream::iter([Ok(answer)])) as Self::HandshakeStream);
+        response.metadata_mut().insert(AUTHORIZATION, bearer);
+        Ok(response)
     }
 
     async fn get_flight_info(
@@ -192,15 +214,16 @@ impl FlightService for CellflightService {
         if let Command::FlightSql = command_kind(&request.get_ref().cmd, "request")? {
             return self.flight_sql.get_flight_info(request).await;
         }
+        let access = self.state.auth.caller_of(&request)?.access;
         let descriptor = request.into_inner();
         if SqlRequest::is_sql(&descriptor.cmd) {
             let sql = SqlRequest::from_json(&descriptor.cmd)?;
             let ticket = Ticket::new(sql.to_json());
-            let info = query_info(&self.state, &sql.sql, descriptor, ticket).await?;
+            let info = query_info(&self.state, &access, &sql.sql, descriptor, ticket).await?;
             return Ok(Response::new(info));
         }
         let request = StreamRequest::from_json(&descriptor.cmd).map_err(ServiceError::from)?;
-        let snapshot = self.state.catalog.snapshot();
+        let snapshot = self.state.snapshot(&access);
         let dataset = resolve(&snapshot, request.dataset.as_deref())?;
         let plan = StreamPlan::build(&self.state, &snapshot, dataset, request).await?;
         Ok(Response::new(plan.flight_info(descriptor)?))
@@ -227,7 +250,14 @@ impl FlightService for CellflightService {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let client = Client::of(&request);
-        let span = tracing::info_span!("do_get", peer = %client, dataset = tracing::field::Empty, partition = tracing::field::Empty);
+        let user = self.state.auth.caller_of(&request)?.user;
+        let span = tracing::info_span!(
+            "do_get",
+            peer = %client,
+            user = user.as_deref(),
+            dataset = tracing::field::Empty,
+            partition = tracing::field::Empty,
+        );
         let slot = self.state.streams.acquire(client)?;
         let stream = self.open_stream(request).instrument(span).await?;
         self.state.metrics.stream_started();
@@ -247,7 +277,8 @@ impl FlightService for CellflightService {
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
         if request.get_ref().r#type == REFRESH {
-            let result = self.refresh().await?;
+            let access = self.state.auth.caller_of(&request)?.access;
+            let result = self.refresh(&access).await?;
             return Ok(Response::new(Box::pin(stream::iter([Ok(result)]))));
         }
         self.flight_sql.do_action(request).await

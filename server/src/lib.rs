@@ -3,6 +3,7 @@
 //! run a server in-process (`server_state` + `router`).
 
 mod adhoc;
+mod auth;
 mod catalog;
 pub mod cli;
 pub mod commands;
@@ -12,11 +13,12 @@ mod flight_sql;
 mod metrics;
 mod progress;
 mod query;
+mod request_size;
 mod size;
 mod state;
 mod stream;
 mod stream_slots;
 
-pub use commands::{router, server_state, CommandError};
+pub use commands::{router, server_state, tls_config, CommandError};
 pub use flight::CellflightService;
 pub use state::ServerState;

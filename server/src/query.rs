@@ -5,7 +5,7 @@
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
-use cellflight_sql::{describe_query, open_query, ScalarValue};
+use cellflight_sql::{describe_query, open_query, Access, ScalarValue};
 use futures::{StreamExt, TryStreamExt};
 use tonic::Status;
 
@@ -17,11 +17,12 @@ use crate::state::ServerState;
 /// The row count is unknown until the query runs.
 pub async fn query_info(
     state: &ServerState,
+    access: &Access,
     sql: &str,
     descriptor: FlightDescriptor,
     ticket: Ticket,
 ) -> Result<FlightInfo, ServiceError> {
-    let (_snapshot, ctx) = state.sql_session()?;
+    let (_snapshot, ctx) = state.sql_session(access)?;
     let (schema, _parameters) = describe_query(&ctx, sql, state.sql.limits()).await?;
     Ok(FlightInfo::new()
         .try_with_schema(&schema)?
@@ -34,11 +35,12 @@ pub async fn query_info(
 /// deadline) end the stream with their status.
 pub async fn query_stream(
     state: &ServerState,
+    access: &Access,
     sql: &str,
     parameters: &[ScalarValue],
 ) -> Result<Boxed<FlightData>, ServiceError> {
     tracing::info!(sql, parameters = parameters.len(), "query");
-    let (_snapshot, ctx) = state.sql_session()?;
+    let (_snapshot, ctx) = state.sql_session(access)?;
     let results = open_query(&ctx, sql, parameters, state.sql.limits()).await?;
     let schema = results.schema();
     let batches = results.map_err(|e| FlightError::from(Status::from(ServiceError::from(e))));

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use cellflight_sql::SessionContext;
-use cellflight_sql::{CatalogSnapshot, CohortCache, SqlEngine};
+use cellflight_sql::{Access, CatalogSnapshot, CohortCache, SqlEngine};
 
+use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
@@ -22,13 +23,26 @@ pub struct ServerState {
     /// The DoGet streams open now, within the configured limits.
     pub streams: Arc<StreamSlots>,
     pub metrics: Arc<Metrics>,
+    /// Who may call, and what each may read.
+    pub auth: Authenticator,
+    /// Largest message a client may send (--max-request-size).
+    pub max_request_bytes: usize,
 }
 
 impl ServerState {
-    /// A fresh SQL session over the catalog as it is now; the snapshot it
-    /// pins stays readable for as long as the query runs.
-    pub fn sql_session(&self) -> Result<(Arc<CatalogSnapshot>, SessionContext), ServiceError> {
-        let snapshot = self.catalog.snapshot();
+    /// The catalog as it is now, as a caller with `access` sees it.
+    pub fn snapshot(&self, access: &Access) -> Arc<CatalogSnapshot> {
+        self.catalog.snapshot().restricted(access)
+    }
+
+    /// A fresh SQL session over the catalog as it is now, as a caller with
+    /// `access` sees it; the snapshot it pins stays readable for as long as
+    /// the query runs.
+    pub fn sql_session(
+        &self,
+        access: &Access,
+    ) -> Result<(Arc<CatalogSnapshot>, SessionContext), ServiceError> {
+        let snapshot = self.snapshot(access);
         let ctx = self.sql.context(&snapshot)?;
         Ok((snapshot, ctx))
     }

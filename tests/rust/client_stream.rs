@@ -138,8 +138,9 @@ async fn a_unix_socket_serves_the_same_stream() {
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     let state = cellflight::server_state(&serve_args(&dir)).unwrap();
     let unix = tokio::spawn(
-        cellflight::router(&state)
+        cellflight::router(&state, None)
             .await
+            .unwrap()
             .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
     );
     let request = request(r#"{"batch_size": 32, "seed": 2}"#);

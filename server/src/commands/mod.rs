@@ -5,7 +5,7 @@ mod ingest;
 mod inspect;
 mod serve;
 
-pub use serve::{router, server_state};
+pub use serve::{router, server_state, tls_config};
 
 use std::path::PathBuf;
 

@@ -17,14 +17,17 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::server::Router;
+use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
 use tower::layer::util::{Identity, Stack};
 
 use super::CommandError;
+use crate::auth::{Authenticate, Authenticator, User, Users, ENV_TOKEN_USER};
 use crate::catalog::Catalog;
-use crate::cli::{ServeArgs, SqlArgs};
+use crate::cli::{SecurityArgs, ServeArgs, SqlArgs};
 use crate::flight::CellflightService;
 use crate::metrics::CountFailures;
 use crate::progress::Progress;
+use crate::request_size::RequestSizeLimit;
 use crate::state::ServerState;
 use crate::stream::{ColumnCache, WeightedCache};
 use crate::stream_slots::{StreamLimits, StreamSlots};
@@ -68,12 +71,57 @@ pub fn server_state(args: &ServeArgs) -> Result<Arc<ServerState>, CommandError> 
             max_streams_per_client: args.max_streams_per_client as usize,
         }),
         metrics: Arc::default(),
+        auth: authenticator(&args.security)?,
+        max_request_bytes: args.max_request_size.0 as usize,
     }))
+}
+
+/// The users of --auth-file and $CELLFLIGHT_AUTH_TOKEN; none: no authentication.
+fn authenticator(args: &SecurityArgs) -> Result<Authenticator, CommandError> {
+    let mut users = match &args.auth_file {
+        Some(path) => Users::from_file(path)
+            .map_err(|e| CommandError::Serve(format!("--auth-file {}: {e}", path.display())))?,
+        None => Users::default(),
+    };
+    if let Some(token) = &args.auth_token {
+        users
+            .add(User::with_token(ENV_TOKEN_USER, token.clone()))
+            .map_err(|e| CommandError::Serve(format!("--auth-token: {e}")))?;
+    }
+    if users.is_empty() {
+        if let Some(path) = &args.auth_file {
+            return Err(CommandError::Serve(format!(
+                "--auth-file {}: no users: nobody could call the server",
+                path.display()
+            )));
+        }
+        return Ok(Authenticator::default());
+    }
+    tracing::info!(users = users.len(), "authentication on");
+    Ok(Authenticator::new(users))
+}
+
+/// The TLS of --tls-cert, --tls-key and --tls-client-ca, if configured.
+pub fn tls_config(args: &SecurityArgs) -> Result<Option<ServerTlsConfig>, CommandError> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| CommandError::Serve(format!("{flag} {}: {e}", path.display())))
+    };
+    let identity = TlsIdentity::from_pem(read("--tls-cert", cert)?, read("--tls-key", key)?);
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &args.tls_client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read("--tls-client-ca", ca)?));
+    }
+    Ok(Some(config))
 }
 
 fn sql_engine(args: &SqlArgs) -> Result<SqlEngine, CommandError> {
     let limits = SqlLimits {
         memory_bytes: args.memory.0 as usize,
+        query_memory_bytes: args.query_memory.0 as usize,
         timeout: *args.timeout,
         max_rows: args.max_rows,
     };
@@ -99,6 +147,8 @@ fn refresh_on_hangup(state: Arc<ServerState>) -> Result<(), CommandError> {
 }
 
 async fn serve(state: Arc<ServerState>, args: &ServeArgs) -> Result<(), CommandError> {
+    let tls = tls_config(&args.security)?;
+    warn_if_exposed(&state, args, tls.is_some());
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| CommandError::Serve(format!("--listen {}: {e}", args.listen)))?;
@@ -106,14 +156,27 @@ async fn serve(state: Arc<ServerState>, args: &ServeArgs) -> Result<(), CommandE
         .local_addr()
         .map_err(|e| CommandError::Serve(format!("--listen {}: {e}", args.listen)))?;
     let unix = args.unix.as_deref().map(bind_unix).transpose()?;
+    let secured = tls.is_some() || state.auth.is_on();
+    let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
+    let tcp = (router(&state, tls).await?, listener);
+    // The Unix socket is guarded by its file permissions; TLS adds nothing there.
+    let unix = match unix {
+        Some(unix) => Some((router(&state, None).await?, unix)),
+        None => None,
+    };
     let metrics = match args.metrics {
         Some(address) => Some(bind_metrics(address, &state).await?),
         None => None,
     };
     tracing::info!(%address, unix = ?args.unix, ?metrics, catalog = ?state.catalog.snapshot(), "serving");
     refresh_on_hangup(Arc::clone(&state))?;
-    print_try_it(&address.to_string(), args.unix.as_deref(), metrics);
-    let served = serve_until_shutdown(&state, listener, unix, *args.shutdown_grace);
+    print_try_it(
+        &format!("{scheme}://{address}"),
+        args.unix.as_deref(),
+        metrics,
+        secured,
+    );
+    let served = serve_until_shutdown(&state, tcp, unix, *args.shutdown_grace);
     let served = served.await;
     if let Some(path) = &args.unix {
         let _ = std::fs::remove_file(path);
@@ -125,23 +188,20 @@ async fn serve(state: Arc<ServerState>, args: &ServeArgs) -> Result<(), CommandE
 /// `grace` is over, whichever comes first.
 async fn serve_until_shutdown(
     state: &Arc<ServerState>,
-    tcp: TcpListener,
-    unix: Option<UnixListener>,
+    (tcp_router, tcp): (Router<Layers>, TcpListener),
+    unix: Option<(Router<Layers>, UnixListener)>,
     grace: std::time::Duration,
 ) -> Result<(), CommandError> {
     let shutdown = shutdown_signal().shared();
-    let tcp = router(state)
-        .await
-        .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), shutdown.clone());
+    let tcp =
+        tcp_router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), shutdown.clone());
+    let unix = unix.map(|(router, unix)| {
+        router.serve_with_incoming_shutdown(UnixListenerStream::new(unix), shutdown.clone())
+    });
     let served = async {
         match unix {
             None => tcp.await,
-            Some(unix) => {
-                let unix = router(state)
-                    .await
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(unix), shutdown.clone());
-                tokio::try_join!(tcp, unix).map(|_| ())
-            }
+            Some(unix) => tokio::try_join!(tcp, unix).map(|_| ()),
         }
     };
     let grace_over = async {
@@ -158,20 +218,48 @@ async fn serve_until_shutdown(
     }
 }
 
+/// What every call passes through, outermost first: failures counted,
+/// oversized requests answered, callers authenticated.
+pub type Layers = Stack<Authenticate, Stack<RequestSizeLimit, Stack<CountFailures, Identity>>>;
+
 /// The Flight service (training stream, SQL, Flight SQL) over `state`,
-/// ready to serve on any listener.
-/// With it, the standard gRPC health service; every failed call counted.
-pub async fn router(state: &Arc<ServerState>) -> Router<Stack<CountFailures, Identity>> {
+/// ready to serve on any listener, with `tls` if given. With it, the
+/// standard gRPC health service.
+pub async fn router(
+    state: &Arc<ServerState>,
+    tls: Option<ServerTlsConfig>,
+) -> Result<Router<Layers>, CommandError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<FlightServiceServer<CellflightService>>()
         .await;
     let service = FlightServiceServer::new(CellflightService::new(Arc::clone(state)))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
-    tonic::transport::Server::builder()
+        .max_decoding_message_size(state.max_request_bytes);
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| CommandError::Serve(format!("--tls-cert/--tls-key: {e}")))?;
+    }
+    Ok(server
         .layer(CountFailures::new(Arc::clone(&state.metrics)))
+        .layer(RequestSizeLimit::new(state.max_request_bytes))
+        .layer(Authenticate::new(state.auth.clone()))
         .add_service(health_service)
-        .add_service(service)
+        .add_service(service))
+}
+
+/// Says so when the port is reachable from other hosts without a key or
+/// with keys sent in clear text.
+fn warn_if_exposed(state: &ServerState, args: &ServeArgs, tls: bool) {
+    if args.listen.ip().is_loopback() {
+        return;
+    }
+    if !state.auth.is_on() {
+        tracing::warn!(listen = %args.listen, "no authentication: anyone who reaches this address reads every dataset (--auth-file)");
+    } else if !tls {
+        tracing::warn!(listen = %args.listen, "tokens travel in clear text without TLS (--tls-cert, --tls-key)");
+    }
 }
 
 /// Starts serving metrics at `address`; answers the address bound.
@@ -200,9 +288,6 @@ async fn serve_metrics(listener: TcpListener, state: Arc<ServerState>) {
     }
 }
 
-/// Largest message a client may send (a request, a ticket, bound parameters).
-const MAX_REQUEST_BYTES: usize = 16 << 20;
-
 /// A Unix socket at `path`; a stale socket left by a server that died is
 /// replaced, anything else at that path is refused.
 fn bind_unix(path: &Path) -> Result<UnixListener, CommandError> {
@@ -223,17 +308,23 @@ fn bind_unix(path: &Path) -> Result<UnixListener, CommandError> {
     UnixListener::bind(path).map_err(|e| error(&e))
 }
 
-fn print_try_it(address: &str, unix: Option<&Path>, metrics: Option<SocketAddr>) {
-    println!("cellflight listening on grpc://{address}");
+/// The addresses served, and a first step from Python. With a key or TLS
+/// the snippet would need them too; docs/operations.md shows how.
+fn print_try_it(url: &str, unix: Option<&Path>, metrics: Option<SocketAddr>, secured: bool) {
+    println!("cellflight listening on {url}");
     if let Some(path) = unix {
         println!("cellflight listening on grpc+unix://{}", path.display());
     }
     if let Some(metrics) = metrics {
         println!("cellflight metrics on http://{metrics}/metrics");
     }
+    if secured {
+        println!("connect with your token (and CA certificate): see docs/operations.md");
+        return;
+    }
     println!("try it from Python (pip install pyarrow):");
     println!("    import json, pyarrow.flight as flight");
-    println!("    client = flight.connect(\"grpc://{address}\")");
+    println!("    client = flight.connect(\"{url}\")");
     println!("    print([json.loads(i.descriptor.command) for i in client.list_flights()])");
     println!("    info = client.get_flight_info(flight.FlightDescriptor.for_command('{{\"batch_size\": 64}}'))");
     println!("    for chunk in client.do_get(info.endpoints[0].ticket):");

@@ -26,13 +26,14 @@ use arrow_flight::{
 };
 use arrow_ipc::writer::IpcWriteOptions;
 use arrow_schema::{Schema, SchemaRef};
-use cellflight_sql::{describe_query, CATALOG};
+use cellflight_sql::{describe_query, Access, CATALOG};
 use futures::{stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::error::ServiceError;
 use crate::query::{query_info, query_stream};
+use crate::request_size::over_limit;
 use crate::state::ServerState;
 use handle::StatementHandle;
 
@@ -69,28 +70,42 @@ impl FlightSqlFrontEnd {
     async fn statement_info(
         &self,
         handle: &StatementHandle,
-        descriptor: FlightDescriptor,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let access = self.state.auth.caller_of(&request)?.access;
         let ticket = TicketStatementQuery {
             statement_handle: handle.encode()?,
         };
         let ticket = Ticket::new(ticket.as_any().encode_to_vec());
         Ok(Response::new(
-            query_info(&self.state, &handle.sql, descriptor, ticket).await?,
+            query_info(
+                &self.state,
+                &access,
+                &handle.sql,
+                request.into_inner(),
+                ticket,
+            )
+            .await?,
         ))
     }
 
-    async fn run(&self, handle: &[u8]) -> Result<Response<DoGetStream>, Status> {
+    async fn run(
+        &self,
+        handle: &[u8],
+        request: &Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let caller = self.state.auth.caller_of(request)?;
+        let access = &caller.access;
         let handle = StatementHandle::decode(handle)?;
         let parameters = handle.parameter_values()?;
         Ok(Response::new(
-            query_stream(&self.state, &handle.sql, &parameters).await?,
+            query_stream(&self.state, access, &handle.sql, &parameters).await?,
         ))
     }
 
-    /// (dataset, table, schema) of every table served, in name order.
-    fn tables(&self) -> Vec<(String, &'static str, SchemaRef)> {
-        let snapshot = self.state.catalog.snapshot();
+    /// (dataset, table, schema) of every table `access` reaches, in name order.
+    fn tables(&self, access: &Access) -> Vec<(String, &'static str, SchemaRef)> {
+        let snapshot = self.state.snapshot(access);
         let mut tables = Vec::new();
         for dataset in snapshot.datasets() {
             let name = dataset.manifest().name.to_string();
@@ -102,6 +117,17 @@ impl FlightSqlFrontEnd {
             tables.push((name, "genes", dataset.genes_table().schema().clone()));
         }
         tables
+    }
+
+    /// Bound parameters that could not be read: over --max-request-size,
+    /// or not Arrow IPC.
+    fn unreadable_parameters(&self, error: FlightError) -> ServiceError {
+        let limit = self.state.max_request_bytes;
+        match &error {
+            FlightError::Tonic(status) => over_limit(status, limit),
+            _ => None,
+        }
+        .unwrap_or_else(|| ServiceError::InvalidArgument(format!("unreadable parameters: {error}")))
     }
 }
 
@@ -151,7 +177,7 @@ impl FlightSqlService for FlightSqlFrontEnd {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = StatementHandle::new(query.query);
-        self.statement_info(&handle, request.into_inner()).await
+        self.statement_info(&handle, request).await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -160,31 +186,33 @@ impl FlightSqlService for FlightSqlFrontEnd {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
-        self.statement_info(&handle, request.into_inner()).await
+        self.statement_info(&handle, request).await
     }
 
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.run(&ticket.statement_handle).await
+        self.run(&ticket.statement_handle, &request).await
     }
 
     async fn do_get_prepared_statement(
         &self,
         query: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.run(&query.prepared_statement_handle).await
+        self.run(&query.prepared_statement_handle, &request).await
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let (_snapshot, ctx) = self.state.sql_session()?;
+        let (_snapshot, ctx) = self
+            .state
+            .sql_session(&self.state.auth.caller_of(&request)?.access)?;
         let (schema, parameters) = describe_query(&ctx, &query.query, self.state.sql.limits())
             .await
             .map_err(ServiceError::from)?;
@@ -215,7 +243,7 @@ impl FlightSqlService for FlightSqlFrontEnd {
         let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(messages)
             .try_collect()
             .await
-            .map_err(|e| ServiceError::InvalidArgument(format!("unreadable parameters: {e}")))?;
+            .map_err(|e| self.unreadable_parameters(e))?;
         let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
         let handle = match batches.as_slice() {
             [] => handle,
@@ -261,10 +289,12 @@ impl FlightSqlService for FlightSqlFrontEnd {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        for dataset in self.state.catalog.snapshot().datasets() {
+        let caller = self.state.auth.caller_of(&request)?;
+        let access = &caller.access;
+        for dataset in self.state.snapshot(access).datasets() {
             builder.append(CATALOG, dataset.manifest().name.as_str());
         }
         batch_stream(builder.schema(), builder.build())
@@ -282,10 +312,10 @@ impl FlightSqlService for FlightSqlFrontEnd {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        for (dataset, table, schema) in self.tables() {
+        for (dataset, table, schema) in self.tables(&self.state.auth.caller_of(&request)?.access) {
             builder
                 .append(CATALOG, dataset, table, TABLE_TYPE, &schema)
                 .map_err(ServiceError::from)?;

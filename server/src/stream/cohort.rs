@@ -6,8 +6,8 @@ use std::sync::Arc;
 use cellflight_sampler::{Mode, Plan, SamplerConfig, Weights};
 use cellflight_schemas::{Sampling, StreamRequest};
 use cellflight_sql::{
-    cohort, cohort_weights, weights_sql, ByteLru, CacheCost, CatalogSnapshot, Cohort, CohortQuery,
-    Weighting,
+    cohort, cohort_weights, weights_sql, Access, ByteLru, CacheCost, CatalogSnapshot, Cohort,
+    CohortQuery, Weighting,
 };
 use cellflight_store::Dataset;
 
@@ -27,8 +27,9 @@ impl CacheCost for WeightedCohort {
     }
 }
 
-/// Weighted cohorts by (dataset version, the SQL that computes them).
-pub type WeightedCache = ByteLru<(String, String), WeightedCohort>;
+/// Weighted cohorts by (dataset version, the SQL that computes them, the
+/// caller's access), as [`cellflight_sql::CohortKey`] keys cohorts.
+pub type WeightedCache = ByteLru<(String, String, Access), WeightedCohort>;
 
 /// The sorted cell ids a stream's plan positions refer to.
 #[derive(Clone)]
@@ -55,7 +56,7 @@ impl StreamCohort {
         if let Some(weighting) = weighting(request) {
             let query = cohort_query(request.query.as_deref().unwrap_or("TRUE"));
             let sql = weights_sql(name, &query, &weighting)?;
-            let key = (manifest.version.clone(), sql);
+            let key = (manifest.version.clone(), sql, snapshot.access().clone());
             if let Some(hit) = state.weighted.get(&key) {
                 return Ok(Self::Weighted(hit));
             }

@@ -1,11 +1,11 @@
 //! A server in-process, as arrow-flight's own tests do it: bound to an
 //! ephemeral port, shut down through a channel when the fixture drops.
+#![allow(dead_code)] // each test binary uses a different part
 
 use std::path::Path;
 
-use cellflight::cli::Cli;
+use cellflight::cli::ServeArgs;
 use cellflight_generate::{generate, GenerateOptions};
-use clap::Parser;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -18,11 +18,22 @@ pub struct TestServer {
 impl TestServer {
     /// `cellflight serve --data DATA` on 127.0.0.1:0.
     pub async fn start(data: &Path) -> Self {
-        let state = cellflight::server_state(&serve_args(data)).unwrap();
+        Self::start_with(&serve_args(data)).await
+    }
+
+    /// `cellflight serve` with `args` on 127.0.0.1:0; with TLS, its
+    /// address is grpc+tls://localhost:PORT (the name certificates carry).
+    pub async fn start_with(args: &ServeArgs) -> Self {
+        let state = cellflight::server_state(args).unwrap();
+        let tls = cellflight::tls_config(&args.security).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("grpc://{}", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let address = match tls {
+            Some(_) => format!("grpc+tls://localhost:{port}"),
+            None => format!("grpc://127.0.0.1:{port}"),
+        };
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let router = cellflight::router(&state).await;
+        let router = cellflight::router(&state, tls).await.unwrap();
         let served = tokio::spawn(async move {
             router
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
@@ -45,13 +56,15 @@ impl TestServer {
     }
 }
 
+/// The flags of `cellflight serve --data DATA`, then `more`.
+pub fn serve_args_with(data: &Path, more: &[&str]) -> ServeArgs {
+    let data = data.to_str().unwrap();
+    ServeArgs::from_flags(["--data", data].iter().chain(more)).unwrap()
+}
+
 /// The flags of `cellflight serve --data DATA`.
-pub fn serve_args(data: &Path) -> cellflight::cli::ServeArgs {
-    let argv = ["cellflight", "serve", "--data", data.to_str().unwrap()];
-    match Cli::parse_from(argv).command {
-        cellflight::cli::Command::Serve(args) => args,
-        _ => unreachable!("parsed a serve command"),
-    }
+pub fn serve_args(data: &Path) -> ServeArgs {
+    serve_args_with(data, &[])
 }
 
 impl Drop for TestServer {

@@ -1,0 +1,221 @@
+//! A server for a team: bearer tokens on every call, per-dataset grants,
+//! and TLS (mutual, with a client CA), with certificates made at test time.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use cellflight_client::{Client, ClientError, ConnectOptions};
+use cellflight_schemas::StreamRequest;
+use common::{dataset, serve_args_with, TestServer};
+use futures::TryStreamExt;
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use tonic::Code;
+
+const ALICE: &str = "alice-token-0123456789abcdef";
+const TRAINER: &str = "trainer-token-0123456789abcdef";
+
+/// Datasets alpha and beta; alice may read alpha only, trainer both.
+fn team(root: &Path) -> (PathBuf, PathBuf) {
+    dataset(root, "alpha", 200);
+    dataset(root, "beta", 100);
+    let users = root.join("users.json");
+    let json = format!(
+        r#"{{"users": {{
+            "alice": {{"token": "{ALICE}", "datasets": ["alpha"]}},
+            "trainer": {{"token": "{TRAINER}"}}
+        }}}}"#
+    );
+    std::fs::write(&users, json).unwrap();
+    std::fs::set_permissions(&users, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // The datasets sit beside the users file; a non-dataset file is skipped.
+    (root.to_owned(), users)
+}
+
+async fn connect(server: &TestServer, token: Option<&str>) -> Client {
+    let options = ConnectOptions {
+        token: token.map(str::to_string),
+        ..ConnectOptions::default()
+    };
+    Client::connect_with(&server.address, &options)
+        .await
+        .unwrap()
+}
+
+fn request(json: &str) -> StreamRequest {
+    StreamRequest::from_json(json.as_bytes()).unwrap()
+}
+
+fn refusal<T>(result: Result<T, ClientError>) -> tonic::Status {
+    match result {
+        Err(ClientError::Status(status)) => status,
+        Err(other) => panic!("expected a status, got {other:?}"),
+        Ok(_) => panic!("expected a refusal, and the call succeeded"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_without_a_known_token_are_unauthenticated() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, users) = team(root.path());
+    let args = serve_args_with(&data, &["--auth-file", users.to_str().unwrap()]);
+    let server = TestServer::start_with(&args).await;
+    let alpha = request(r#"{"dataset": "alpha"}"#);
+    for token in [None, Some("not-a-token-of-this-server")] {
+        let status = refusal(connect(&server, token).await.plan(&alpha).await);
+        assert_eq!(status.code(), Code::Unauthenticated, "{token:?}: {status}");
+    }
+    let plan = connect(&server, Some(TRAINER)).await.plan(&alpha).await;
+    assert_eq!(plan.unwrap().cohort_size, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_holds_for_requests_tickets_and_sql_reaching_another_dataset() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, users) = team(root.path());
+    let args = serve_args_with(&data, &["--auth-file", users.to_str().unwrap()]);
+    let server = TestServer::start_with(&args).await;
+    let mut alice = connect(&server, Some(ALICE)).await;
+
+    let plan = alice
+        .plan(&request(r#"{"dataset": "alpha"}"#))
+        .await
+        .unwrap();
+    let cells: usize = alice
+        .stream(&plan.tickets[0])
+        .await
+        .unwrap()
+        .map_ok(|minibatch| minibatch.data.num_rows())
+        .try_fold(0, |sum, rows| async move { Ok(sum + rows) })
+        .await
+        .unwrap();
+    assert_eq!(cells as u64, plan.total_records);
+
+    let denied = [
+        r#"{"dataset": "beta"}"#,
+        r#"{"dataset": "alpha", "query": "cell_id IN (SELECT cell_id FROM beta.cells)"}"#,
+        r#"{"dataset": "alpha", "query": "SELECT a.cell_id FROM alpha.cells a JOIN beta.cells b USING (cell_id)"}"#,
+    ];
+    for json in denied {
+        let status = refusal(alice.plan(&request(json)).await);
+        assert_eq!(status.code(), Code::PermissionDenied, "{json}: {status}");
+        assert!(
+            status.message().contains("dataset beta"),
+            "{json}: {status}"
+        );
+    }
+
+    // trainer's ticket for beta does not open beta to alice.
+    let mut trainer = connect(&server, Some(TRAINER)).await;
+    let beta = trainer
+        .plan(&request(r#"{"dataset": "beta"}"#))
+        .await
+        .unwrap();
+    let status = refusal(alice.stream(&beta.tickets[0]).await);
+    assert_eq!(status.code(), Code::PermissionDenied, "{status}");
+    server.stop().await;
+}
+
+/// A connection that fails, or whose first call does (TLS handshakes may
+/// complete lazily).
+async fn assert_refused(connected: Result<Client, ClientError>) {
+    match connected {
+        Ok(mut client) => assert!(client.plan(&request("{}")).await.is_err()),
+        Err(ClientError::Connect { .. }) => {}
+        Err(other) => panic!("expected a refused connection, got {other:?}"),
+    }
+}
+
+/// A CA, and certificates it signs for the server (localhost) and a client.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
+        write("ca.pem", ca_cert.pem());
+        for (name, purpose) in [
+            ("server", ExtendedKeyUsagePurpose::ServerAuth),
+            ("client", ExtendedKeyUsagePurpose::ClientAuth),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            params.extended_key_usages = vec![purpose];
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            write(&format!("{name}.pem"), cert.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).unwrap()
+    }
+
+    fn server_flags(&self) -> Vec<String> {
+        let (cert, key) = (self.path("server.pem"), self.path("server.key"));
+        vec!["--tls-cert".into(), cert, "--tls-key".into(), key]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_a_client_trusting_the_ca_streams_and_plain_text_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let data = dataset(root.path(), "alpha", 50);
+    let pki = Pki::new();
+    let flags = pki.server_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = TestServer::start_with(&serve_args_with(&data, &flags)).await;
+    assert!(server.address.starts_with("grpc+tls://"));
+    let trusting = ConnectOptions {
+        ca_certificate: Some(pki.read("ca.pem")),
+        ..ConnectOptions::default()
+    };
+    let mut client = Client::connect_with(&server.address, &trusting)
+        .await
+        .unwrap();
+    assert_eq!(client.plan(&request("{}")).await.unwrap().cohort_size, 50);
+
+    // The system's CAs do not know the test CA.
+    assert_refused(Client::connect_with(&server.address, &ConnectOptions::default()).await).await;
+    let plain = server.address.replacen("grpc+tls://", "grpc://", 1);
+    assert_refused(Client::connect(&plain).await).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_client_ca_only_clients_with_a_signed_certificate_are_served() {
+    let root = tempfile::tempdir().unwrap();
+    let data = dataset(root.path(), "alpha", 50);
+    let pki = Pki::new();
+    let mut flags = pki.server_flags();
+    flags.extend(["--tls-client-ca".to_string(), pki.path("ca.pem")]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = TestServer::start_with(&serve_args_with(&data, &flags)).await;
+    let anonymous = ConnectOptions {
+        ca_certificate: Some(pki.read("ca.pem")),
+        ..ConnectOptions::default()
+    };
+    assert_refused(Client::connect_with(&server.address, &anonymous).await).await;
+    let identified = ConnectOptions {
+        client_identity: Some((pki.read("client.pem"), pki.read("client.key"))),
+        ..anonymous
+    };
+    let mut client = Client::connect_with(&server.address, &identified)
+        .await
+        .unwrap();
+    assert_eq!(client.plan(&request("{}")).await.unwrap().cohort_size, 50);
+    server.stop().await;
+}
