@@ -9,7 +9,10 @@ use cellflight_schemas::{StreamRequest, StreamTicket};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
 use crate::ClientError;
 
@@ -21,7 +24,37 @@ pub const MAX_MESSAGE_BYTES: usize = 80 << 20;
 /// A connection to a cellflight server.
 #[derive(Debug, Clone)]
 pub struct Client {
-    flight: FlightServiceClient<Channel>,
+    flight: FlightServiceClient<InterceptedService<Channel, BearerToken>>,
+}
+
+/// How to reach a server that wants a key or speaks TLS.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The bearer token sent with every call.
+    pub token: Option<String>,
+    /// For grpc+tls://: the PEM CA certificate that signed the server's
+    /// (default: the system's CAs).
+    pub ca_certificate: Option<Vec<u8>>,
+    /// For mutual TLS: this client's PEM certificate and key.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Adds `authorization: Bearer TOKEN` to every call, if there is a token.
+#[derive(Debug, Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// An epoch as planned by `GetFlightInfo`: one ticket a partition.
@@ -51,6 +84,25 @@ pub struct Minibatch {
 impl Client {
     /// Connects to `grpc://host:port` or `grpc+unix:///path/to/socket`.
     pub async fn connect(address: &str) -> Result<Self, ClientError> {
+        Self::connect_with(address, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `grpc://host:port`, `grpc+tls://host:port` or
+    /// `grpc+unix:///path/to/socket`, with `options`.
+    pub async fn connect_with(
+        address: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self, ClientError> {
+        let bad_address = |reason: String| ClientError::Address {
+            address: address.into(),
+            reason,
+        };
+        let token = options
+            .token
+            .as_ref()
+            .map(|token| format!("Bearer {token}").parse())
+            .transpose()
+            .map_err(|_| ClientError::Token)?;
         let channel = if let Some(path) = address.strip_prefix("grpc+unix://") {
             let path = PathBuf::from(path);
             // The URI is unused by the connector; it only names the authority.
@@ -65,24 +117,25 @@ impl Client {
                 }))
                 .await
         } else if let Some(host) = address.strip_prefix("grpc://") {
-            let endpoint = Endpoint::from_shared(format!("http://{host}")).map_err(|e| {
-                ClientError::Address {
-                    address: address.into(),
-                    reason: e.to_string(),
-                }
-            })?;
+            let endpoint = Endpoint::from_shared(format!("http://{host}"))
+                .map_err(|e| bad_address(e.to_string()))?;
+            tuned(endpoint).connect().await
+        } else if let Some(host) = address.strip_prefix("grpc+tls://") {
+            let endpoint = Endpoint::from_shared(format!("https://{host}"))
+                .map_err(|e| bad_address(e.to_string()))?
+                .tls_config(tls_config(options))
+                .map_err(|e| bad_address(e.to_string()))?;
             tuned(endpoint).connect().await
         } else {
-            return Err(ClientError::Address {
-                address: address.into(),
-                reason: "expected grpc://host:port or grpc+unix:///path".into(),
-            });
+            return Err(bad_address(
+                "expected grpc://host:port, grpc+tls://host:port or grpc+unix:///path".into(),
+            ));
         };
         let channel = channel.map_err(|source| ClientError::Connect {
             address: address.into(),
             source,
         })?;
-        let flight = FlightServiceClient::new(channel)
+        let flight = FlightServiceClient::with_interceptor(channel, BearerToken(token))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self { flight })
@@ -115,6 +168,17 @@ impl Client {
             })
             .boxed())
     }
+}
+
+fn tls_config(options: &ConnectOptions) -> ClientTlsConfig {
+    let mut config = match &options.ca_certificate {
+        Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    if let Some((cert, key)) = &options.client_identity {
+        config = config.identity(Identity::from_pem(cert, key));
+    }
+    config
 }
 
 /// HTTP/2 flow-control windows of a few minibatches: with h2's 64 KiB

@@ -1,9 +1,12 @@
 /// What can go wrong talking to a cellflight server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The address is not `grpc://host:port` or `grpc+unix:///path`.
+    /// The address is not `grpc://host:port`, `grpc+tls://host:port` or `grpc+unix:///path`.
     #[error("invalid address {address:?}: {reason}")]
     Address { address: String, reason: String },
+    /// A token that cannot travel in a header (only printable ASCII can).
+    #[error("the token is not printable ASCII")]
+    Token,
     #[error("cannot connect to {address}: {source}")]
     Connect {
         address: String,

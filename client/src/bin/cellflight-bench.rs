@@ -26,7 +26,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use cellflight_client::{Client, ClientError, MAX_MESSAGE_BYTES};
+use cellflight_client::{Client, ClientError, ConnectOptions, MAX_MESSAGE_BYTES};
 use cellflight_schemas::StreamRequest;
 use clap::{Parser, Subcommand};
 use futures::{Stream, StreamExt};
@@ -48,9 +48,15 @@ struct Cli {
 enum Command {
     /// Read partitions in parallel, epoch after epoch, and report cells/s and MB/s (JSON).
     Stream {
-        /// grpc://host:port or grpc+unix:///path
+        /// grpc://host:port, grpc+tls://host:port or grpc+unix:///path
         #[arg(long)]
         address: String,
+        /// The bearer token of a server with authentication.
+        #[arg(long, env = "CELLFLIGHT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// For grpc+tls://: the PEM CA certificate of the server's (default: the system's CAs).
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<std::path::PathBuf>,
         /// The stream request, JSON (docs/protocol.md); `partitions` is set to --streams.
         #[arg(long, default_value = "{}")]
         request: String,
@@ -83,13 +89,27 @@ async fn main() -> Result<(), Failure> {
     match Cli::parse().command {
         Command::Stream {
             address,
+            token,
+            ca_cert,
             request,
             streams,
             warmup,
             seconds,
         } => {
             let request = parse_request(&request, streams)?;
-            let report = measure(&address, &request, warmup, seconds).await?;
+            let ca_certificate = match ca_cert {
+                Some(path) => Some(
+                    std::fs::read(&path)
+                        .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let options = ConnectOptions {
+                token,
+                ca_certificate,
+                client_identity: None,
+            };
+            let report = measure(&address, &options, &request, warmup, seconds).await?;
             println!("{report}");
         }
         Command::Replay {
@@ -119,6 +139,7 @@ struct Tally {
 
 async fn measure(
     address: &str,
+    options: &ConnectOptions,
     request: &StreamRequest,
     warmup: f64,
     seconds: f64,
@@ -126,7 +147,7 @@ async fn measure(
     let tally = Arc::new(Tally::default());
     let mut readers = Vec::new();
     for partition in 0..request.partitions as usize {
-        let mut client = Client::connect(address).await?;
+        let mut client = Client::connect_with(address, options).await?;
         let (tally, request) = (tally.clone(), request.clone());
         readers.push(tokio::spawn(async move {
             // Epochs roll over, so a partition never runs dry while the

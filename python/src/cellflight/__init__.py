@@ -18,7 +18,9 @@ from .errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
+    Unauthenticated,
     Unavailable,
     Unimplemented,
 )
@@ -28,5 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "Cancelled", "CellflightError", "Client", "DatasetInfo", "DeadlineExceeded", "FailedPrecondition",
-    "InvalidArgument", "Loader", "NotFound", "ResourceExhausted", "Unavailable", "Unimplemented", "connect",
+    "InvalidArgument", "Loader", "NotFound", "PermissionDenied", "ResourceExhausted", "Unauthenticated", "Unavailable",
+    "Unimplemented", "connect",
 ]

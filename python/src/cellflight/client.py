@@ -30,14 +30,23 @@ REQUEST_KEYS = (
 MINIBATCH_LIMIT = 64 << 20
 
 
-def connect(address: str, **options) -> "Client":
+def connect(
+    address: str, *, token: str | None = None, username: str | None = None, password: str | None = None, **options
+) -> "Client":
     """A client of the cellflight server at `address`: `grpc://host:port`,
-    or `grpc+unix:///path/to/socket` for a server on the same host.
+    `grpc+tls://host:port`, or `grpc+unix:///path/to/socket` for a server on
+    the same host.
 
-    `options` go to `pyarrow.flight.connect` (e.g. `generic_options`). For
-    a Unix socket the `:authority` is set to `localhost`, which the server's
-    HTTP/2 stack requires (docs/protocol.md)."""
-    return Client(address, **options)
+    A server with authentication wants a `token` (default: the environment
+    variable `CELLFLIGHT_TOKEN`), or a `username` and `password` traded for
+    the token once, by a Flight Handshake (docs/operations.md).
+
+    `options` go to `pyarrow.flight.connect`: e.g. `tls_root_certs` (the
+    PEM CA of a server's certificate), `cert_chain` and `private_key` for
+    mutual TLS, `generic_options`. For a Unix socket the `:authority` is set
+    to `localhost`, which the server's HTTP/2 stack requires
+    (docs/protocol.md)."""
+    return Client(address, token=token, username=username, password=password, **options)
 
 
 def quote_identifier(name: str) -> str:
@@ -151,7 +160,10 @@ class Client:
     """A connection to a cellflight server. Cheap to pickle: a copy in
     another process (a DataLoader worker) opens its own connection."""
 
-    def __init__(self, address: str, **options):
+    def __init__(
+        self, address: str, *, token: str | None = None, username: str | None = None, password: str | None = None,
+        **options,
+    ):
         self.address = address
         self._options = dict(options)
         if address.startswith("grpc+unix://"):
@@ -159,7 +171,26 @@ class Client:
             if not any(key == "grpc.default_authority" for key, _ in generic):
                 generic.append(("grpc.default_authority", "localhost"))
             self._options["generic_options"] = generic
+        if username is not None or password is not None:
+            if token is not None:
+                raise TypeError("give a token, or a username and password, not both")
+            if username is None or password is None:
+                raise TypeError("a username needs a password, and a password a username")
+            token = self._sign_in(username, password)
+        elif token is None:
+            token = os.environ.get("CELLFLIGHT_TOKEN") or None
+        self._token = token
         self._init_connections()
+
+    def _sign_in(self, username: str, password: str) -> str:
+        """The bearer token the server's Handshake trades for these credentials."""
+        client = _call(flight.connect, self.address, **self._options)
+        try:
+            _, value = _call(client.authenticate_basic_token, username, password)
+        finally:
+            client.close()
+        value = value.decode() if isinstance(value, bytes) else value
+        return value.removeprefix("Bearer ")
 
     def _init_connections(self) -> None:
         self._lock = threading.Lock()
@@ -169,10 +200,10 @@ class Client:
     # --- plumbing ---------------------------------------------------------
 
     def __getstate__(self):
-        return {"address": self.address, "options": self._options}
+        return {"address": self.address, "options": self._options, "token": self._token}
 
     def __setstate__(self, state):
-        self.address, self._options = state["address"], state["options"]
+        self.address, self._options, self._token = state["address"], state["options"], state["token"]
         self._init_connections()
 
     def __repr__(self) -> str:
@@ -194,7 +225,11 @@ class Client:
     def new_flight_client(self) -> flight.FlightClient:
         """A new connection (a stream reader uses one of its own)."""
         _check_fork()
-        return _call(flight.connect, self.address, **self._options)
+        options = self._options
+        if self._token is not None:
+            middleware = [*options.get("middleware", ()), _BearerToken(self._token)]
+            options = {**options, "middleware": middleware}
+        return _call(flight.connect, self.address, **options)
 
     def close(self) -> None:
         """Closes this Client's connections (they reopen on next use)."""
@@ -362,6 +397,26 @@ class Client:
         from .loader import Loader
 
         return Loader(self, dataset, **kwargs)
+
+
+class _BearerToken(flight.ClientMiddlewareFactory):
+    """Sends `authorization: Bearer TOKEN` with every call of a connection."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self._headers = {"authorization": f"Bearer {token}"}
+
+    def start_call(self, info):
+        return _SendHeaders(self._headers)
+
+
+class _SendHeaders(flight.ClientMiddleware):
+    def __init__(self, headers: dict[str, str]):
+        super().__init__()
+        self._headers = headers
+
+    def sending_headers(self):
+        return self._headers
 
 
 def _names(values: Iterable[str] | str, what: str) -> list[str]:

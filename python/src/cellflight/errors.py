@@ -64,6 +64,19 @@ class DeadlineExceeded(CellflightError, TimeoutError):
     code = "DEADLINE_EXCEEDED"
 
 
+class Unauthenticated(CellflightError, PermissionError):
+    """No token, or one the server does not know (UNAUTHENTICATED)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(CellflightError, PermissionError):
+    """A dataset the token has no grant for (PERMISSION_DENIED); the
+    message names it."""
+
+    code = "PERMISSION_DENIED"
+
+
 class Unavailable(CellflightError, ConnectionError):
     """The server cannot be reached (UNAVAILABLE)."""
 
@@ -80,7 +93,10 @@ class Cancelled(CellflightError):
 
 _CLASSES = {
     cls.code: cls
-    for cls in (InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted, DeadlineExceeded, Unavailable, Unimplemented, Cancelled)
+    for cls in (
+        InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted, DeadlineExceeded, Unauthenticated,
+        PermissionDenied, Unavailable, Unimplemented, Cancelled,
+    )
 }
 
 # How pyarrow words each status ("... returned <words> error, with message: ").
