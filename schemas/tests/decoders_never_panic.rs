@@ -1,11 +1,18 @@
 //! The request and ticket decoders take whatever a client sends: seeded
 //! mutations of valid requests and tickets, and a corpus of hostile ones,
 //! are each either decoded or refused with a message, never a panic. The
-//! seeds make every case replay the same in every run.
+//! seeds make every case replay the same in every run;
+//! `CELLFLIGHT_FUZZ_SECONDS=60` runs new seeds for that long instead
+//! (docs/operations.md records such runs).
 
 use cellflight_schemas::{RequestError, StreamRequest, StreamTicket};
+use std::time::{Duration, Instant};
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// Mutations replayed by every `cargo test`, per decoder.
+const REPLAYED: usize = 20_000;
 
 const VALID_REQUEST: &str = r#"{"dataset": "tahoe", "query": "plate = 'plate3'", "batch_size": 64, "block_size": 16, "fetch_factor": 64, "seed": 1, "epoch": 2, "partitions": 4, "obs_columns": ["plate", "drug"], "genes_query": "stat_mean > 0.5", "format": "dense", "transform": {"normalize_total": 10000, "log1p": true}, "drop_last": true}"#;
 
@@ -69,23 +76,38 @@ fn refused_with_a_message(result: Result<(), RequestError>) {
     }
 }
 
+/// Runs `case` on mutations of `valid`: the replayed ones from `seed`, or
+/// new ones for as long as `CELLFLIGHT_FUZZ_SECONDS` says.
+fn mutations(seed: u64, valid: &str, case: impl Fn(&[u8])) {
+    let budget = std::env::var("CELLFLIGHT_FUZZ_SECONDS")
+        .ok()
+        .map(|seconds| {
+            let seconds = seconds
+                .parse()
+                .expect("CELLFLIGHT_FUZZ_SECONDS is a whole number");
+            Instant::now() + Duration::from_secs(seconds)
+        });
+    let mut rng = ChaCha8Rng::seed_from_u64(budget.map_or(seed, |_| rand::random()));
+    let mut cases = 0usize;
+    while budget.map_or(cases < REPLAYED, |until| Instant::now() < until) {
+        case(&mutate(&mut rng, valid));
+        cases += 1;
+    }
+    eprintln!("{cases} mutations of {:.40}...", valid);
+}
+
 #[test]
 fn mutated_requests_are_decoded_or_refused_never_a_panic() {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for _ in 0..20_000 {
-        let bytes = mutate(&mut rng, VALID_REQUEST);
-        refused_with_a_message(StreamRequest::from_json(&bytes).map(|_| ()));
-    }
+    mutations(7, VALID_REQUEST, |bytes| {
+        refused_with_a_message(StreamRequest::from_json(bytes).map(|_| ()))
+    });
 }
 
 #[test]
 fn mutated_tickets_are_decoded_or_refused_never_a_panic() {
-    let ticket = valid_ticket();
-    let mut rng = ChaCha8Rng::seed_from_u64(8);
-    for _ in 0..20_000 {
-        let bytes = mutate(&mut rng, &ticket);
-        refused_with_a_message(StreamTicket::from_json(&bytes).map(|_| ()));
-    }
+    mutations(8, &valid_ticket(), |bytes| {
+        refused_with_a_message(StreamTicket::from_json(bytes).map(|_| ()))
+    });
 }
 
 #[test]

@@ -34,12 +34,12 @@ class Cellflight:
     def run(self, *args, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout)
 
-    def popen(self, *args) -> subprocess.Popen:
-        """Starts the binary. Its log (stderr) goes to a file, read with
-        `log()`: a server logging for a whole test module never blocks on a
-        full pipe."""
+    def popen(self, *args, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Starts the binary (in `env`, default this process's environment).
+        Its log (stderr) goes to a file, read with `log()`: a server logging
+        for a whole test module never blocks on a full pipe."""
         with tempfile.NamedTemporaryFile("w", prefix="cellflight-", suffix=".log", delete=False) as log_file:
-            process = subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=log_file, text=True)
+            process = subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=log_file, text=True, env=env)
         process.log_path = Path(log_file.name)
         return process
 

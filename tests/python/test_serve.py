@@ -27,7 +27,7 @@ def start(cellflight, data, *flags) -> tuple[subprocess.Popen, str]:
     """Starts `serve` on an ephemeral port; returns the process and its address."""
     server = cellflight.popen("serve", "--data", data, "--listen", "127.0.0.1:0", *flags)
     first = server.stdout.readline()
-    assert first.startswith("cellflight listening on grpc://"), first + log(server)
+    assert first.startswith("cellflight listening on grpc"), first + log(server)
     return server, first.split()[-1]
 
 

@@ -1,0 +1,117 @@
+"""A corpus of hostile requests, tickets and SQL sent to a running server:
+each is refused with its own status and a short message naming what is
+wrong, nothing is read or written outside the datasets, and the server
+goes on serving."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from test_serve import start, stop
+
+MEGABYTE = "x" * (1 << 20)
+# The server cuts its messages at about 2 kB; pyarrow may quote one twice
+# in the text of its exception. A message repeating 1 MB would be far longer.
+LONGEST_MESSAGE = 8192
+
+
+@pytest.fixture(scope="module")
+def served(cellflight, tmp_path_factory):
+    data = tmp_path_factory.mktemp("hostile") / "data"
+    cellflight.ok("generate", data / "alpha", "--cells", 200, "--genes", 50, "--seed", 1)
+    server, address = start(cellflight, data)
+    try:
+        yield {"address": address, "server": server}
+    finally:
+        assert stop(server) == 0
+
+
+def refusal(call) -> pa.ArrowException:
+    with pytest.raises(pa.ArrowException) as raised:
+        call()
+    return raised.value
+
+
+HOSTILE_REQUESTS = [
+    ({"batch_size": 4294967296}, "invalid argument", "batch_size"),
+    ({"batch_size": -1}, "invalid argument", "batch_size"),
+    ({"batch_size": 0}, "invalid argument", "batch_size"),
+    ({"batch_size": 50_000_000}, "invalid argument", "batch_size"),
+    ({"epoch": -5}, "invalid argument", "epoch"),
+    ({"seed": 1.5}, "invalid argument", "seed"),
+    ({"partitions": 0}, "invalid argument", "partitions"),
+    ({"block_size": 18446744073709551616}, "invalid argument", "block_size"),
+    ({"dataset": MEGABYTE}, "not found", "unknown dataset"),
+    ({MEGABYTE: 1}, "invalid argument", "unknown field"),
+    ({"query": MEGABYTE}, "invalid argument", "column"),
+    ({"obs_columns": [MEGABYTE]}, "invalid argument", "obs_columns"),
+    ({"genes": ["g"] * 100_000}, "invalid argument", "genes"),
+    ({"format": "parquet"}, "invalid argument", "format"),
+    ({"query": "plate = 'a'; DROP TABLE cells"}, "invalid argument", "query"),
+    ({"query": "cell_id IN (SELECT * FROM '/etc/passwd')"}, "invalid argument", "/etc/passwd"),
+]
+
+
+@pytest.mark.parametrize("command, status, named", HOSTILE_REQUESTS, ids=[f"request-{i}" for i in range(len(HOSTILE_REQUESTS))])
+def test_hostile_requests_are_refused_briefly_naming_the_problem(served, command, status, named):
+    client = flight.connect(served["address"])
+    descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
+    error = refusal(lambda: client.get_flight_info(descriptor))
+    text = str(error)
+    assert f"returned {status} error" in text, text[:500]
+    assert named in text, text[:500]
+    assert len(text) < LONGEST_MESSAGE, f"the message echoes the input: {len(text)} bytes"
+
+
+HOSTILE_SQL = [
+    ("SELECT * FROM '/etc/passwd'", "/etc/passwd"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
+    ("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE"),
+    ("COPY (SELECT 1) TO '/tmp/cellflight-hostile.csv'", "COPY"),
+    ("INSERT INTO alpha.cells SELECT * FROM alpha.cells", "INSERT"),
+    ("SET datafusion.execution.target_partitions = 1000000", "SET"),
+    ("SELECT 1; SELECT 2", "2 statements"),
+    ("SELECT '" + MEGABYTE + "' FROM nowhere", "nowhere"),
+]
+
+
+@pytest.mark.parametrize("sql, named", HOSTILE_SQL, ids=[s.split()[0] + str(i) for i, (s, _) in enumerate(HOSTILE_SQL)])
+def test_sql_reaching_for_files_or_writes_is_refused(served, sql, named, tmp_path):
+    client = flight.connect(served["address"])
+    descriptor = flight.FlightDescriptor.for_command(json.dumps({"sql": sql}))
+    text = str(refusal(lambda: client.get_flight_info(descriptor)))
+    assert named in text, text[:500]
+    assert len(text) < LONGEST_MESSAGE, f"the message echoes the input: {len(text)} bytes"
+
+
+def test_hostile_tickets_are_refused(served):
+    client = flight.connect(served["address"])
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"batch_size": 32})))
+    ticket = json.loads(info.endpoints[0].ticket.ticket)
+    for edit, named in [
+        ({"partition": 99}, "partition"),
+        ({"start_batch": -1}, "start_batch"),
+        ({"start_batch": 10**9}, "start_batch"),
+        ({"dataset_version": MEGABYTE}, "version"),
+        ({"request": "not an object"}, "request"),
+    ]:
+        hostile = flight.Ticket(json.dumps({**ticket, **edit}).encode())
+        text = str(refusal(lambda: client.do_get(hostile).read_all()))
+        assert named in text, (edit, text[:500])
+        assert len(text) < LONGEST_MESSAGE
+    for raw in [b"", b"\x00\xff\xfe", b"{" * 100_000]:
+        text = str(refusal(lambda: client.do_get(flight.Ticket(raw)).read_all()))
+        assert "returned invalid argument error" in text, text[:500]
+
+
+def test_after_the_corpus_the_server_still_serves(served):
+    # Named so it runs after the corpus above, in file order.
+    assert served["server"].poll() is None
+    client = flight.connect(served["address"])
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"batch_size": 50})))
+    rows = sum(client.do_get(e.ticket).read_all().num_rows for e in info.endpoints)
+    assert rows == 200
