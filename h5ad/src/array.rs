@@ -30,6 +30,24 @@ pub(crate) enum Dtype {
     Other(String),
 }
 
+/// The HDF5 class of a type the reader does not take, to name it in errors.
+/// Not rust-hdf5's Display, which overflows on the sizes a corrupt file
+/// declares.
+fn class_name(message: &DatatypeMessage) -> &'static str {
+    match message {
+        DatatypeMessage::FixedPoint { .. } => "integer",
+        DatatypeMessage::FloatingPoint { .. } => "float",
+        DatatypeMessage::BitField { .. } => "bitfield",
+        DatatypeMessage::Opaque { .. } => "opaque",
+        DatatypeMessage::FixedString { .. } | DatatypeMessage::VarLenString { .. } => "string",
+        DatatypeMessage::Compound { .. } => "compound",
+        DatatypeMessage::Enum { .. } => "enum",
+        DatatypeMessage::VarLenSequence { .. } => "variable-length sequence",
+        DatatypeMessage::Array { .. } => "array",
+        DatatypeMessage::Reference { .. } => "reference",
+    }
+}
+
 impl Dtype {
     fn of(message: &DatatypeMessage) -> Dtype {
         match message {
@@ -45,7 +63,7 @@ impl Dtype {
             }
             DatatypeMessage::VarLenString { .. } => Dtype::VlenStr,
             DatatypeMessage::FixedString { .. } => Dtype::FixedStr,
-            other => Dtype::Other(other.to_string()),
+            other => Dtype::Other(class_name(other).to_string()),
         }
     }
 

@@ -84,6 +84,10 @@ impl DataFrame {
     /// Rows [rows) of every column as one batch with `schema()`. Each column
     /// is read as a hyperslab of exactly these rows.
     pub fn read(&self, rows: Range<u64>) -> Result<RecordBatch, H5adError> {
+        self.loc.contained(|| self.read_rows(rows))
+    }
+
+    fn read_rows(&self, rows: Range<u64>) -> Result<RecordBatch, H5adError> {
         self.loc.check_range(&rows, self.n_rows)?;
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len() + 1);
         arrays.push(Arc::new(StringArray::from(self.index.read(rows.clone())?)));

@@ -125,6 +125,25 @@ impl Loc {
         }
     }
 
+    /// Runs `read` of this object, whose HDF5 parsing may panic on a corrupt
+    /// file (rust-hdf5 0.7.9 overflows on sizes such a file declares): the
+    /// panic becomes a Read error naming the object, not a crash of ingest.
+    pub(crate) fn contained<T>(
+        &self,
+        read: impl FnOnce() -> Result<T, H5adError>,
+    ) -> Result<T, H5adError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(self.read(format!(
+                "the HDF5 reader failed on corrupt data ({message})"
+            )))
+        })
+    }
+
     /// Refuses a range that is reversed or runs past `len`.
     pub(crate) fn check_range(
         &self,

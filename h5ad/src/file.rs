@@ -30,6 +30,10 @@ impl H5ad {
     /// encoding-type == "anndata", or for legacy files X, obs and var present).
     pub fn open(path: &Path) -> Result<H5ad, H5adError> {
         let path = Arc::new(path.to_path_buf());
+        Loc::new(path.clone(), "/").contained(|| Self::open_checked(path))
+    }
+
+    fn open_checked(path: Arc<PathBuf>) -> Result<H5ad, H5adError> {
         let meta = Meta::open(&path).map_err(|e| open_error(&path, e))?;
         let file = H5File::options()
             .best_effort_locking()
@@ -50,16 +54,18 @@ impl H5ad {
     /// The expression matrix chosen: X, raw/X, or layers/NAME.
     pub fn matrix(&self, which: &MatrixSelection) -> Result<MatrixSource, H5adError> {
         let loc = self.loc(&which.path());
-        match node(&self.file, loc.object()) {
-            Node::Dataset => self.open_dense(loc),
-            Node::Group => self.open_sparse(loc),
-            Node::Absent => Err(self.missing_matrix(which, loc)),
-        }
+        loc.clone()
+            .contained(|| match node(&self.file, loc.object()) {
+                Node::Dataset => self.open_dense(loc),
+                Node::Group => self.open_sparse(loc),
+                Node::Absent => Err(self.missing_matrix(which, loc)),
+            })
     }
 
     /// obs, whose first output column is "obs_name" (the obs index).
     pub fn obs(&self) -> Result<DataFrame, H5adError> {
-        DataFrame::open(&self.file, &self.meta, self.loc("obs"), "obs_name")
+        let loc = self.loc("obs");
+        loc.contained(|| DataFrame::open(&self.file, &self.meta, loc.clone(), "obs_name"))
     }
 
     /// var (raw/var when `which` is Raw), whose first output column is
@@ -69,7 +75,8 @@ impl H5ad {
             MatrixSelection::Raw => "raw/var",
             _ => "var",
         };
-        DataFrame::open(&self.file, &self.meta, self.loc(path), "gene_id")
+        let loc = self.loc(path);
+        loc.contained(|| DataFrame::open(&self.file, &self.meta, loc.clone(), "gene_id"))
     }
 
     /// Every top-level part of the file the dataset will not hold, as paths

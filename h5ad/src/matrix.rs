@@ -133,6 +133,10 @@ impl MatrixSource {
     /// Sparse only: indptr[range.start ..= range.end] (CSR: rows; CSC: columns),
     /// checked to be monotone and within nnz.
     pub fn pointers(&self, range: Range<u64>) -> Result<Vec<u64>, H5adError> {
+        self.loc.contained(|| self.read_pointers(range))
+    }
+
+    fn read_pointers(&self, range: Range<u64>) -> Result<Vec<u64>, H5adError> {
         let indptr = &self.sparse("pointers")?.indptr;
         let major = indptr.len() - 1;
         indptr.loc().check_range(&range, major)?;
@@ -142,6 +146,10 @@ impl MatrixSource {
 
     /// Sparse only: entries [range) of `indices` (as u32) and `data` (as f64).
     pub fn entries(&self, range: Range<u64>) -> Result<(Vec<u32>, Vec<f64>), H5adError> {
+        self.loc.contained(|| self.read_entries(range))
+    }
+
+    fn read_entries(&self, range: Range<u64>) -> Result<(Vec<u32>, Vec<f64>), H5adError> {
         let sparse = self.sparse("entries")?;
         let raw = sparse.indices.i64s(range.clone())?;
         let indices = narrow_indices(sparse.indices.loc(), range.start, raw)?;
@@ -150,17 +158,18 @@ impl MatrixSource {
 
     /// Sparse only: entries [range) of `data`, without the indices.
     pub fn values(&self, range: Range<u64>) -> Result<Vec<f64>, H5adError> {
-        self.sparse("values")?.data.f64s(range)
+        self.loc
+            .contained(|| self.sparse("values")?.data.f64s(range))
     }
 
     /// Dense only: rows [range), row-major.
     pub fn dense_rows(&self, range: Range<u64>) -> Result<Vec<f64>, H5adError> {
-        match &self.storage {
+        self.loc.contained(|| match &self.storage {
             Storage::Dense(array) => array.f64s(range),
             Storage::Sparse { .. } => Err(self
                 .loc
                 .request("dense_rows() on a sparse matrix; use pointers() and entries()")),
-        }
+        })
     }
 
     fn sparse(&self, call: &str) -> Result<&Sparse, H5adError> {
