@@ -87,8 +87,9 @@ pub struct ServeArgs {
 }
 
 /// Who may connect and call (docs/operations.md). With none of these, anyone
-/// who reaches the port reads every dataset, over plain TCP.
-#[derive(Debug, Default, Args)]
+/// who reaches the port reads every dataset, over plain TCP. Its Debug form
+/// leaves the token out.
+#[derive(Default, Args)]
 pub struct SecurityArgs {
     /// Users and their bearer tokens, passwords and dataset grants (JSON; chmod 600). With it, every call needs a token.
     #[arg(long, env = "CELLFLIGHT_AUTH_FILE", value_name = "PATH")]
@@ -125,6 +126,18 @@ pub struct SecurityArgs {
         requires = "tls_cert"
     )]
     pub tls_client_ca: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SecurityArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityArgs")
+            .field("auth_file", &self.auth_file)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<hidden>"))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_client_ca", &self.tls_client_ca)
+            .finish()
+    }
 }
 
 impl ServeArgs {

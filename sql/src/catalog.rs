@@ -36,7 +36,8 @@ pub struct CatalogSnapshot {
     datasets: BTreeMap<String, Arc<Dataset>>,
     default_dataset: Option<String>,
     catalog: Arc<MemoryCatalogProvider>,
-    stores: Arc<[RegisteredStore]>,
+    /// Each dataset's pinned store, by dataset name.
+    stores: Arc<BTreeMap<String, RegisteredStore>>,
     access: Access,
 }
 
@@ -49,11 +50,11 @@ impl CatalogSnapshot {
     ) -> Result<Arc<Self>, SqlError> {
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let mut by_name = BTreeMap::new();
-        let mut stores = Vec::new();
+        let mut stores = BTreeMap::new();
         for dataset in datasets {
             let name = dataset.manifest().name.to_string();
             let (schema, store) = dataset_schema(&dataset)?;
-            stores.push(store);
+            stores.insert(name.clone(), store);
             catalog
                 .register_schema(&name, schema)
                 .map_err(|e| SqlError::Internal(e.to_string()))?;
@@ -70,7 +71,7 @@ impl CatalogSnapshot {
             datasets: by_name,
             default_dataset: default_dataset.map(str::to_string),
             catalog,
-            stores: stores.into(),
+            stores: Arc::new(stores),
             access: Access::All,
         }))
     }
@@ -138,13 +139,18 @@ impl CatalogSnapshot {
         self.catalog.clone()
     }
 
-    /// A registry holding only this snapshot's pinned stores: no `file://`,
-    /// so nothing in a query can reach the local filesystem.
+    /// A registry holding only the pinned stores of the datasets the caller
+    /// may read: no `file://`, so nothing in a query can reach the local
+    /// filesystem, nor another dataset's files by URL.
     pub(crate) fn object_store_registry(&self) -> Arc<dyn ObjectStoreRegistry> {
         let registry = DefaultObjectStoreRegistry::new();
         // Fails only if absent, which is what we want.
         let _ = registry.deregister_store(ObjectStoreUrl::local_filesystem().as_ref());
-        for (url, store) in self.stores.iter() {
+        let granted = self
+            .stores
+            .iter()
+            .filter(|(name, _)| self.access.allows(name));
+        for (_, (url, store)) in granted {
             registry.register_store(url.as_ref(), store.clone());
         }
         Arc::new(registry)

@@ -224,3 +224,11 @@ def test_over_tls_clients_trusting_the_ca_are_served(cellflight, data, certifica
             list(flight.connect(address.replace("grpc+tls://", "grpc://")).list_flights())
     finally:
         assert stop(server) == 0
+
+
+def test_only_a_token_granted_every_dataset_may_refresh_the_catalog(served):
+    client = flight.connect(served)
+    with pytest.raises(flight.FlightUnauthorizedError, match="refresh reloads every dataset"):
+        list(client.do_action(flight.Action("refresh", b""), options=bearer(ALICE)))
+    (result,) = client.do_action(flight.Action("refresh", b""), options=bearer(TRAINER))
+    assert sorted(json.loads(result.body.to_pybytes())["datasets"]) == ["alpha", "beta"]

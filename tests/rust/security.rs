@@ -11,6 +11,9 @@ use common::{dataset, serve_args_with, TestServer};
 use futures::TryStreamExt;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 const ALICE: &str = "alice-token-0123456789abcdef";
 const TRAINER: &str = "trainer-token-0123456789abcdef";
@@ -67,6 +70,26 @@ async fn calls_without_a_known_token_are_unauthenticated() {
     }
     let plan = connect(&server, Some(TRAINER)).await.plan(&alpha).await;
     assert_eq!(plan.unwrap().cohort_size, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_probes_need_no_token() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, users) = team(root.path());
+    let args = serve_args_with(&data, &["--auth-file", users.to_str().unwrap()]);
+    let server = TestServer::start_with(&args).await;
+    let http = server.address.replacen("grpc://", "http://", 1);
+    let channel = tonic::transport::Endpoint::from_shared(http)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let check = HealthCheckRequest {
+        service: String::new(),
+    };
+    let answer = HealthClient::new(channel).check(check).await.unwrap();
+    assert_eq!(answer.into_inner().status, ServingStatus::Serving as i32);
     server.stop().await;
 }
 

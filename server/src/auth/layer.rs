@@ -12,9 +12,11 @@ use super::{Authenticator, Caller};
 
 /// Calls answered without a token: the Handshake that hands one out, and
 /// the health service that probes (which carry no credentials) call.
-const OPEN_PATHS: [&str; 2] = [
+/// Exact paths: a prefix would also open any method named after them.
+const OPEN_PATHS: [&str; 3] = [
     "/arrow.flight.protocol.FlightService/Handshake",
-    "/grpc.health.v1.Health/",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
 ];
 
 #[derive(Debug, Clone)]
@@ -59,7 +61,7 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if OPEN_PATHS.iter().any(|open| path.starts_with(open)) {
+        if OPEN_PATHS.contains(&path) {
             return Either::Left(self.inner.call(request));
         }
         match self.authenticator.caller(request.headers()) {

@@ -48,8 +48,8 @@ struct UserEntry {
     datasets: Option<BTreeSet<String>>,
 }
 
-/// One user: who they are, how they prove it, what they may read.
-#[derive(Debug)]
+/// One user: who they are, how they prove it, what they may read. Its
+/// Debug form leaves the secrets out.
 pub struct User {
     pub name: String,
     pub token: String,
@@ -76,8 +76,8 @@ impl Users {
     }
 
     pub fn from_json(json: &[u8]) -> Result<Self, UsersError> {
-        let file: UsersFile =
-            serde_json::from_slice(json).map_err(|e| UsersError::Malformed(e.to_string()))?;
+        let file: UsersFile = serde_json::from_slice(json)
+            .map_err(|e| UsersError::Malformed(without_strings(&e.to_string())))?;
         let mut users = Self::default();
         for (name, entry) in file.users {
             let access = match entry.datasets {
@@ -102,6 +102,11 @@ impl Users {
         };
         if user.name.is_empty() || user.name.contains(':') {
             return Err(bad("a user name is not empty and has no ':'"));
+        }
+        if user.password.as_deref() == Some("") {
+            return Err(bad(
+                "the password is empty; leave it out to sign in by token only",
+            ));
         }
         if user.token.chars().count() < MIN_TOKEN_CHARS {
             return Err(bad(&format!(
@@ -153,6 +158,15 @@ impl Users {
     }
 }
 
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
 impl User {
     /// A user of every dataset, signed in by `token` alone.
     pub fn with_token(name: &str, token: String) -> Self {
@@ -163,6 +177,22 @@ impl User {
             access: Access::All,
         }
     }
+}
+
+/// serde_json's `invalid type: string "..."` quotes the value, which in a
+/// users file may be a token: errors name the string, not its text.
+fn without_strings(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find(QUOTED) {
+        out.push_str(&rest[..at]);
+        out.push_str("a string");
+        let after = &rest[at + QUOTED.len()..];
+        rest = after.find('"').map_or("", |end| &after[end + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -201,16 +231,33 @@ mod tests {
         let shared = r#"{"users": {"a": {"token": "same-token-0123456789"}, "b": {"token": "same-token-0123456789"}}}"#;
         let unknown = r#"{"users": {"bob": {"token": "bob-token-0123456789", "role": "admin"}}}"#;
         let colon = r#"{"users": {"b:ob": {"token": "bob-token-0123456789"}}}"#;
+        let bare = r#"{"users": {"bob": "bob-token-0123456789"}}"#;
+        let empty = r#"{"users": {"bob": {"token": "bob-token-0123456789", "password": ""}}}"#;
         for (json, expected) in [
             (short, "user \"bob\": the token is shorter than 16"),
             (shared, "users \"a\" and \"b\" have the same token"),
             (unknown, "unknown field `role`"),
             (colon, "user \"b:ob\": a user name"),
             ("[]", "not a users file"),
+            (bare, "invalid type: a string, expected"),
+            (empty, "user \"bob\": the password is empty"),
         ] {
             let error = Users::from_json(json.as_bytes()).unwrap_err().to_string();
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
         }
+    }
+
+    #[test]
+    fn no_error_or_debug_form_shows_a_secret() {
+        let bare = r#"{"users": {"bob": "bob-token-0123456789"}}"#;
+        let error = Users::from_json(bare.as_bytes()).unwrap_err().to_string();
+        assert!(!error.contains("bob-token"), "{error}");
+        let users = Users::from_json(TEAM.as_bytes()).unwrap();
+        let debug = format!("{users:?}");
+        assert!(
+            !debug.contains("token-0123456789") && !debug.contains("wonderland"),
+            "{debug}"
+        );
     }
 
     #[test]
