@@ -21,6 +21,7 @@ use cellflight_sql::Access;
 use prost::Message;
 
 use crate::adhoc::SqlRequest;
+use crate::auth::{Caller, AUTHORIZATION};
 use crate::catalog::resolve;
 use crate::error::ServiceError;
 use crate::flight_sql::FlightSqlFrontEnd;
@@ -48,12 +49,15 @@ impl CellflightService {
 
     /// The stream a DoGet ticket names: a Flight SQL or `{"sql": ...}`
     /// result, or a partition of a training stream.
-    async fn open_stream(&self, request: Request<Ticket>) -> Result<Boxed<FlightData>, Status> {
+    async fn open_stream(
+        &self,
+        request: Request<Ticket>,
+        caller: &Caller,
+    ) -> Result<Boxed<FlightData>, Status> {
         let ticket = &request.get_ref().ticket;
         if let Command::FlightSql = command_kind(ticket, "ticket")? {
             return Ok(self.flight_sql.do_get(request).await?.into_inner());
         }
-        let caller = self.state.auth.caller_of(&request)?;
         let access = &caller.access;
         if SqlRequest::is_sql(ticket) {
             let sql = SqlRequest::from_json(ticket)?;
@@ -113,9 +117,6 @@ impl CellflightService {
         Ok(arrow_flight::Result::new(body))
     }
 }
-
-/// The header a Handshake answers the bearer token in.
-const AUTHORIZATION: &str = "authorization";
 
 /// The action that reloads the catalog (also done on SIGHUP).
 const REFRESH: &str = "refresh";
@@ -261,16 +262,16 @@ impl FlightService for CellflightService {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let client = Client::of(&request);
-        let user = self.state.auth.caller_of(&request)?.user;
+        let caller = self.state.auth.caller_of(&request)?;
         let span = tracing::info_span!(
             "do_get",
             peer = %client,
-            user = user.as_deref(),
+            user = caller.user.as_deref(),
             dataset = tracing::field::Empty,
             partition = tracing::field::Empty,
         );
         let slot = self.state.streams.acquire(client)?;
-        let stream = self.open_stream(request).instrument(span).await?;
+        let stream = self.open_stream(request, &caller).instrument(span).await?;
         self.state.metrics.stream_started();
         Ok(Response::new(Box::pin(slot.hold(stream))))
     }

@@ -151,44 +151,43 @@ async fn a_slow_query_times_out_promptly() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-#[tokio::test]
-async fn a_query_past_the_memory_pool_is_refused_naming_the_limit() {
-    let f = fixture_with(SqlLimits {
-        memory_bytes: 64 << 10,
-        ..limits()
-    });
+/// The limit named when a self-join of `demo.cells` runs out of memory
+/// under `limits`; a small query runs after it (the memory is released).
+async fn memory_refusal(limits: SqlLimits) -> String {
+    let f = fixture_with(limits);
     let err = run(
         &f,
         "SELECT a.obs_name, b.obs_name FROM demo.cells a JOIN demo.cells b ON a.plate = b.plate",
     )
     .await
     .unwrap_err();
-    assert!(
-        matches!(&err, SqlError::ResourceExhausted { limit } if limit.contains(&(64 << 10).to_string())),
-        "{err}"
-    );
-    // The pool is released: a small query still runs.
+    let SqlError::ResourceExhausted { limit } = err else {
+        panic!("expected ResourceExhausted, got {err}");
+    };
     let got = one_batch(&run(&f, "SELECT count(*) AS n FROM cells").await.unwrap());
     assert_eq!(u64s(&got, "n"), [CELLS]);
+    limit
+}
+
+#[tokio::test]
+async fn a_query_past_the_memory_pool_is_refused_naming_the_limit() {
+    let limit = memory_refusal(SqlLimits {
+        memory_bytes: 64 << 10,
+        ..limits()
+    })
+    .await;
+    assert!(limit.contains(&(64 << 10).to_string()), "{limit}");
 }
 
 #[tokio::test]
 async fn a_query_past_its_own_share_of_the_pool_is_refused_naming_that_limit() {
-    let f = fixture_with(SqlLimits {
+    let limit = memory_refusal(SqlLimits {
         query_memory_bytes: 64 << 10,
         ..limits()
-    });
-    let err = run(
-        &f,
-        "SELECT a.obs_name, b.obs_name FROM demo.cells a JOIN demo.cells b ON a.plate = b.plate",
-    )
-    .await
-    .unwrap_err();
+    })
+    .await;
     assert!(
-        matches!(&err, SqlError::ResourceExhausted { limit }
-            if limit.contains("per-query memory limit of 65536 bytes")),
-        "{err}"
+        limit.contains("per-query memory limit of 65536 bytes"),
+        "{limit}"
     );
-    let got = one_batch(&run(&f, "SELECT count(*) AS n FROM cells").await.unwrap());
-    assert_eq!(u64s(&got, "n"), [CELLS]);
 }

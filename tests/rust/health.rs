@@ -19,13 +19,7 @@ fn check(service: &str) -> HealthCheckRequest {
 async fn the_server_and_its_flight_service_report_serving() {
     let root = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dataset(root.path(), "cells", 10)).await;
-    let http = server.address.replacen("grpc://", "http://", 1);
-    let channel = tonic::transport::Endpoint::from_shared(http)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = HealthClient::new(channel);
+    let mut health = HealthClient::new(server.channel().await);
     for service in ["", "arrow.flight.protocol.FlightService"] {
         let answer = health.check(check(service)).await.unwrap().into_inner();
         assert_eq!(answer.status, ServingStatus::Serving as i32, "{service:?}");

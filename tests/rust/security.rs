@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cellflight_client::{Client, ClientError, ConnectOptions};
 use cellflight_schemas::StreamRequest;
@@ -18,8 +18,9 @@ use tonic_health::pb::HealthCheckRequest;
 const ALICE: &str = "alice-token-0123456789abcdef";
 const TRAINER: &str = "trainer-token-0123456789abcdef";
 
-/// Datasets alpha and beta; alice may read alpha only, trainer both.
-fn team(root: &Path) -> (PathBuf, PathBuf) {
+/// A server of datasets alpha and beta with authentication on: alice may
+/// read alpha only, trainer both.
+async fn team_server(root: &Path) -> TestServer {
     dataset(root, "alpha", 200);
     dataset(root, "beta", 100);
     let users = root.join("users.json");
@@ -32,7 +33,8 @@ fn team(root: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&users, json).unwrap();
     std::fs::set_permissions(&users, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // The datasets sit beside the users file; a non-dataset file is skipped.
-    (root.to_owned(), users)
+    let args = serve_args_with(root, &["--auth-file", users.to_str().unwrap()]);
+    TestServer::start_with(&args).await
 }
 
 async fn connect(server: &TestServer, token: Option<&str>) -> Client {
@@ -60,9 +62,7 @@ fn refusal<T>(result: Result<T, ClientError>) -> tonic::Status {
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_without_a_known_token_are_unauthenticated() {
     let root = tempfile::tempdir().unwrap();
-    let (data, users) = team(root.path());
-    let args = serve_args_with(&data, &["--auth-file", users.to_str().unwrap()]);
-    let server = TestServer::start_with(&args).await;
+    let server = team_server(root.path()).await;
     let alpha = request(r#"{"dataset": "alpha"}"#);
     for token in [None, Some("not-a-token-of-this-server")] {
         let status = refusal(connect(&server, token).await.plan(&alpha).await);
@@ -76,19 +76,14 @@ async fn calls_without_a_known_token_are_unauthenticated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_probes_need_no_token() {
     let root = tempfile::tempdir().unwrap();
-    let (data, users) = team(root.path());
-    let args = serve_args_with(&data, &["--auth-file", users.to_str().unwrap()]);
-    let server = TestServer::start_with(&args).await;
-    let http = server.address.replacen("grpc://", "http://", 1);
-    let channel = tonic::transport::Endpoint::from_shared(http)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let server = team_server(root.path()).await;
     let check = HealthCheckRequest {
         service: String::new(),
     };
-    let answer = HealthClient::new(channel).check(check).await.unwrap();
+    let answer = HealthClient::new(server.channel().await)
+        .check(check)
+        .await
+        .unwrap();
     assert_eq!(answer.into_inner().status, ServingStatus::Serving as i32);
     server.stop().await;
 }
@@ -96,9 +91,7 @@ async fn health_probes_need_no_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_grant_holds_for_requests_tickets_and_sql_reaching_another_dataset() {
     let root = tempfile::tempdir().unwrap();
-    let (data, users) = team(root.path());
-    let args = serve_args_with(&data, &["--auth-file", users.to_str().unwrap()]);
-    let server = TestServer::start_with(&args).await;
+    let server = team_server(root.path()).await;
     let mut alice = connect(&server, Some(ALICE)).await;
 
     let plan = alice

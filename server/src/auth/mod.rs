@@ -36,7 +36,8 @@ pub struct Authenticator {
     users: Option<Arc<Users>>,
 }
 
-const AUTHORIZATION: &str = "authorization";
+/// The header credentials travel in, both ways.
+pub const AUTHORIZATION: &str = "authorization";
 
 impl Caller {
     /// Whoever calls a server without authentication.

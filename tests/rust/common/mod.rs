@@ -49,6 +49,17 @@ impl TestServer {
         }
     }
 
+    /// A plain gRPC channel to the server (not TLS), for services other
+    /// than Flight.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        let http = self.address.replacen("grpc://", "http://", 1);
+        tonic::transport::Endpoint::from_shared(http)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
     /// Stops the server and waits until it has.
     pub async fn stop(mut self) {
         let _ = self.shutdown.take().unwrap().send(());
