@@ -2,7 +2,7 @@
 //! every partition is exactly the cohort, resumes are suffixes, errors come
 //! back with their codes, and a Unix socket serves the same stream.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! as a whole and for its Flight service by name, as load balancers and
 //! orchestrators ask.
 
-mod common;
+use crate::common;
 
 use common::{dataset, TestServer};
 use tonic_health::pb::health_check_response::ServingStatus;

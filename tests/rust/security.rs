@@ -1,7 +1,7 @@
 //! A server for a team: bearer tokens on every call, per-dataset grants,
 //! and TLS (mutual, with a client CA), with certificates made at test time.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,5 @@
 //! A server in-process, as arrow-flight's own tests do it: bound to an
 //! ephemeral port, shut down through a channel when the fixture drops.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! by make_fixtures.py with anndata 0.12). Expected values are the ones the
 //! script writes.
 
-mod common;
+use crate::common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, Int8Type, UInt16Type};

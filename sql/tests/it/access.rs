@@ -3,7 +3,7 @@
 //! subquery, or unqualified default) fails naming it, and a cohort cached
 //! for one caller is never served to a caller without its grants.
 
-mod common;
+use crate::common;
 
 use cellflight_sql::{cohort, run_query, Access, CohortCache, CohortQuery, SqlError};
 use common::*;

@@ -1,7 +1,7 @@
 //! Across seeds, cells land uniformly. Chi-square tests per cell over 2,000
 //! seeds, at p = 0.001 (the seeds are fixed, so the outcome is too).
 
-mod common;
+use crate::common;
 
 use cellflight_sampler::{Plan, SamplerConfig};
 use common::{config, stream};

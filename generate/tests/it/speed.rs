@@ -1,7 +1,7 @@
 //! Throughput, for the record rather than as a check:
 //!
 //! ```text
-//! GENERATE_SPEED_CELLS=200000 cargo test -p cellflight-generate --release --test speed -- --ignored --nocapture
+//! GENERATE_SPEED_CELLS=200000 cargo test -p cellflight-generate --release --test it speed -- --ignored --nocapture
 //! ```
 //!
 //! `GENERATE_SPEED_DIR` keeps the outputs there (e.g. to read the `.h5ad`

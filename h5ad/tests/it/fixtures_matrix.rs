@@ -7,7 +7,7 @@
 //!     0 0 0 0 0
 //!     5 6 7 0 8
 
-mod common;
+use crate::common;
 
 use cellflight_h5ad::{H5adError, MatrixEncoding, MatrixSelection, MatrixSource};
 use common::*;

@@ -1,6 +1,6 @@
 //! Cohorts are the sorted, distinct cells a predicate or query selects, cached by version.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

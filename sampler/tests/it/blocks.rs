@@ -1,6 +1,6 @@
 //! Fetches read blocks: few runs of consecutive cohort positions.
 
-mod common;
+use crate::common;
 
 use cellflight_sampler::Plan;
 use common::config;

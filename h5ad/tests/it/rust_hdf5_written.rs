@@ -2,7 +2,7 @@
 //! .h5ad (superblock v2+, link messages, fixed-length string attributes),
 //! read back. The real files and fixtures all come from h5py.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

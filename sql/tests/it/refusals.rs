@@ -1,6 +1,6 @@
 //! Only read-only queries run, within the row cap, the timeout and the memory pool.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: where the files are, and how to
 //! look at a column of a record batch as plain Rust values.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::PathBuf;
 

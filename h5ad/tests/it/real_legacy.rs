@@ -3,7 +3,7 @@
 //! 0.1.0 whose categoricals are code datasets with a `categories` object
 //! reference into `__categories/<column>`; gzip. Values read with h5py.
 
-mod common;
+use crate::common;
 
 use arrow_schema::DataType;
 use cellflight_h5ad::{MatrixEncoding, MatrixSelection};

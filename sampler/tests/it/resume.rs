@@ -1,6 +1,6 @@
 //! Resuming from batch k gives exactly the rest of the stream.
 
-mod common;
+use crate::common;
 
 use cellflight_sampler::{Plan, SamplerError};
 use common::{config, grid, stream};

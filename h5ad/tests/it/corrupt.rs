@@ -1,7 +1,7 @@
 //! Damaged inputs: every error names the file, the object inside it and the
 //! problem. The fixtures are valid files edited with h5py by make_fixtures.py.
 
-mod common;
+use crate::common;
 
 use cellflight_h5ad::{H5ad, H5adError, MatrixSelection};
 use common::*;

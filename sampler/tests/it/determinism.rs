@@ -1,7 +1,7 @@
 //! The stream is a function of (cohort size, configuration) only, and each
 //! epoch and seed has its own.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

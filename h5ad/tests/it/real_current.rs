@@ -1,7 +1,7 @@
 //! wu2020_200_v0_11.h5ad: 200 cells x 30,727 genes, float32 CSR counts, current
 //! encoding, uncompressed. Expected values were read with h5py and anndata 0.12.
 
-mod common;
+use crate::common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;

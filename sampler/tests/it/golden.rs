@@ -2,7 +2,7 @@
 //! sampling (algorithm, constants, random streams) fails here. The values
 //! were computed by an independent implementation of the crate docs.
 
-mod common;
+use crate::common;
 
 use cellflight_sampler::{Plan, SamplerConfig};
 use common::stream;

@@ -1,7 +1,5 @@
 //! Helpers shared by the integration tests: a partition's stream, flattened.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use cellflight_sampler::{Fetch, Mode, Plan, SamplerConfig};
 
 /// One emitted batch: its index and its rows as (cohort position, padding).

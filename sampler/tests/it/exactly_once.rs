@@ -1,6 +1,6 @@
 //! Every cell is streamed exactly once an epoch, evenly over the partitions.
 
-mod common;
+use crate::common;
 
 use cellflight_sampler::{Plan, SamplerConfig};
 use common::{epoch, epoch_order, grid};

@@ -1,5 +1,4 @@
 //! Test datasets and an independent reader of their Parquet files.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::path::Path;
 use std::sync::Arc;

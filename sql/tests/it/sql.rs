@@ -1,6 +1,6 @@
 //! Queries over the catalog answer what the Parquet files say.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! (negatives); raw/X CSR, log-normalised, every row in descending gene
 //! order; gzip. Values read with h5py.
 
-mod common;
+use crate::common;
 
 use arrow_schema::DataType;
 use cellflight_h5ad::{MatrixEncoding, MatrixSelection};

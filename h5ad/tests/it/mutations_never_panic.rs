@@ -7,7 +7,7 @@
 //! runs new seeds for that long instead (docs/operations.md records such
 //! runs).
 
-mod common;
+use crate::common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;

@@ -1,0 +1,14 @@
+//! Integration tests of the sampler: its blocks, determinism, exactly-once epochs, resume, uniformity and weights.
+//!
+//! They are modules of one test binary, so the crate and its dependencies
+//! are linked once rather than once a file.
+
+mod blocks;
+mod common;
+mod determinism;
+mod exactly_once;
+mod golden;
+mod large;
+mod resume;
+mod uniformity;
+mod weighted;

@@ -1,0 +1,9 @@
+//! End-to-end tests in Rust: a server in-process on an ephemeral port, the Rust client against it.
+//!
+//! They are modules of one test binary, so the crate and its dependencies
+//! are linked once rather than once a file.
+
+mod client_stream;
+mod common;
+mod health;
+mod security;
