@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 
 cache="${CELLFLIGHT_CACHE:-$HOME/.cache/cellflight}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+# The suite builds each crate once; incremental state would only take disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 mkdir -p "$cache"
 
 step() { printf '\n== %s\n' "$*"; }
