@@ -1,13 +1,13 @@
-//! Which datasets one caller may read, and the schema that stands in for a
-//! dataset it may not: planning any query that reaches such a dataset (a
-//! join, a subquery, an unqualified name resolving to it) fails with
-//! [`SqlError::PermissionDenied`] naming it.
+//! Which datasets one caller may read, and the catalog that caller sees: it
+//! lists only the datasets granted, and planning any query that reaches
+//! another one (a join, a subquery, an unqualified name resolving to it)
+//! fails with [`SqlError::PermissionDenied`] naming it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 
 use crate::error::SqlError;
@@ -45,11 +45,40 @@ impl Access {
     }
 }
 
+/// The catalog of every dataset, seen by a caller with `access`. Datasets
+/// not granted are left out of its listings (so `information_schema` does
+/// not name them), yet still resolve, to a [`DeniedSchema`], so that a
+/// query naming one is refused as denied rather than as unknown.
+#[derive(Debug)]
+pub(crate) struct GrantedCatalog {
+    pub all: Arc<dyn CatalogProvider>,
+    pub access: Access,
+}
+
+impl CatalogProvider for GrantedCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = self.all.schema_names();
+        names.retain(|name| self.access.allows(name));
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let schema = self.all.schema(name)?;
+        if self.access.allows(name) {
+            Some(schema)
+        } else {
+            Some(Arc::new(DeniedSchema {
+                dataset: name.to_string(),
+            }))
+        }
+    }
+}
+
 /// A dataset the caller may not read: it lists no tables, and naming one
 /// of its tables is refused.
 #[derive(Debug)]
-pub(crate) struct DeniedSchema {
-    pub dataset: String,
+struct DeniedSchema {
+    dataset: String,
 }
 
 #[async_trait]

@@ -17,7 +17,7 @@ use datafusion::execution::object_store::{
 };
 use object_store::ObjectStore;
 
-use crate::access::{Access, DeniedSchema};
+use crate::access::{Access, GrantedCatalog};
 use crate::error::SqlError;
 use crate::store::{PinnedStore, CELLS, GENES};
 
@@ -35,6 +35,7 @@ const SCHEME: &str = "cellflight";
 pub struct CatalogSnapshot {
     datasets: BTreeMap<String, Arc<Dataset>>,
     default_dataset: Option<String>,
+    /// Every dataset's schema; [`Self::catalog`] shows the caller its part.
     catalog: Arc<MemoryCatalogProvider>,
     /// Each dataset's pinned store, by dataset name.
     stores: Arc<BTreeMap<String, RegisteredStore>>,
@@ -76,27 +77,15 @@ impl CatalogSnapshot {
         }))
     }
 
-    /// The same datasets, seen with `access`: those not granted stand in
-    /// the SQL catalog as [`DeniedSchema`]s, so planning names them.
+    /// The same datasets, seen with `access` in place of this snapshot's.
     pub fn restricted(self: &Arc<Self>, access: &Access) -> Arc<Self> {
         if *access == self.access {
             return Arc::clone(self);
         }
-        let catalog = Arc::new(MemoryCatalogProvider::new());
-        for name in self.datasets.keys() {
-            let schema: Arc<dyn SchemaProvider> = match self.catalog.schema(name) {
-                Some(schema) if access.allows(name) => schema,
-                _ => Arc::new(DeniedSchema {
-                    dataset: name.clone(),
-                }),
-            };
-            // A fresh catalog with unique names: registering cannot fail.
-            let _ = catalog.register_schema(name, schema);
-        }
         Arc::new(Self {
             datasets: self.datasets.clone(),
             default_dataset: self.default_dataset.clone(),
-            catalog,
+            catalog: Arc::clone(&self.catalog),
             stores: Arc::clone(&self.stores),
             access: access.clone(),
         })
@@ -135,8 +124,15 @@ impl CatalogSnapshot {
         self.default_dataset.as_deref()
     }
 
+    /// The SQL catalog as the caller sees it: see [`GrantedCatalog`].
     pub(crate) fn catalog(&self) -> Arc<dyn CatalogProvider> {
-        self.catalog.clone()
+        match self.access {
+            Access::All => self.catalog.clone(),
+            Access::Granted(_) => Arc::new(GrantedCatalog {
+                all: self.catalog.clone(),
+                access: self.access.clone(),
+            }),
+        }
     }
 
     /// A registry holding only the pinned stores of the datasets the caller

@@ -68,6 +68,21 @@ async fn every_way_of_reaching_another_dataset_is_denied_by_name() {
     ] {
         assert_denied(run(&f, &access, sql).await, "demo", sql);
     }
+}
+
+#[tokio::test]
+async fn information_schema_names_only_the_granted_datasets() {
+    let f = fixture();
+    let access = only(&["other"]);
+    let schemata = run(
+        &f,
+        &access,
+        "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = 'cellflight' ORDER BY schema_name",
+    )
+    .await
+    .unwrap();
+    let names = strings(&one_batch(&schemata), "schema_name");
+    assert_eq!(names, [Some("other".to_string())]);
     let tables = run(
         &f,
         &access,
