@@ -4,7 +4,5 @@
 # to `serve`, e.g. `scripts/demo.sh --listen 127.0.0.1:50052`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cache="${CELLFLIGHT_CACHE:-$HOME/.cache/cellflight}"
-# The same build directory as scripts/test.sh: one build serves both.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+source scripts/build-env.sh
 exec cargo run --locked --quiet -p cellflight -- serve "$@"

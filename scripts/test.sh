@@ -4,16 +4,11 @@
 #
 # Builds once, in the dev profile (dependencies optimised), shared by the
 # Rust tests and the binary the Python tests run. Keeps the build and a
-# Python venv in $CELLFLIGHT_CACHE (default ~/.cache/cellflight), outside the
-# clone, so later runs reuse them.
+# Python venv in $CELLFLIGHT_CACHE (see build-env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cache="${CELLFLIGHT_CACHE:-$HOME/.cache/cellflight}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-# The suite builds each crate once; incremental state would only take disk.
-export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-mkdir -p "$cache"
+source scripts/build-env.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
