@@ -1,4 +1,5 @@
-//! Integration tests of the demo-data generator: its datasets, its `.h5ad` files, and its speed (ignored unless asked for).
+//! Integration tests of the demo-data generator: its datasets, its `.h5ad`
+//! files, and its speed (ignored unless asked for).
 //!
 //! They are modules of one test binary, so the crate and its dependencies
 //! are linked once rather than once a file.

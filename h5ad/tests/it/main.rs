@@ -1,4 +1,5 @@
-//! Integration tests of the `.h5ad` reader: fixtures, real files, corrupt and mutated files.
+//! Integration tests of the `.h5ad` reader: fixtures, real files, corrupt and
+//! mutated files.
 //!
 //! They are modules of one test binary, so the crate and its dependencies
 //! are linked once rather than once a file.

@@ -1,4 +1,5 @@
-//! Integration tests of the sampler: its blocks, determinism, exactly-once epochs, resume, uniformity and weights.
+//! Integration tests of the sampler: its blocks, determinism, exactly-once
+//! epochs, resume, uniformity and weights.
 //!
 //! They are modules of one test binary, so the crate and its dependencies
 //! are linked once rather than once a file.
