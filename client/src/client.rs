@@ -5,7 +5,7 @@ use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
 use arrow_schema::SchemaRef;
-use cellflight_schemas::{StreamRequest, StreamTicket};
+use cellflight_schemas::{BatchPosition, PlanMetadata, StreamRequest, StreamTicket};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use hyper_util::rt::TokioIo;
@@ -193,18 +193,8 @@ const STREAM_WINDOW_BYTES: u32 = 16 << 20;
 
 fn epoch_plan(info: FlightInfo) -> Result<EpochPlan, ClientError> {
     let protocol = |what: String| ClientError::Protocol(what);
-    let metadata: serde_json::Value = serde_json::from_slice(&info.app_metadata)
-        .map_err(|e| protocol(format!("FlightInfo app_metadata is not JSON: {e}")))?;
-    let field = |name: &str| {
-        metadata
-            .get(name)
-            .ok_or_else(|| protocol(format!("FlightInfo app_metadata lacks {name}")))
-    };
-    let number = |name: &str| {
-        field(name)?
-            .as_u64()
-            .ok_or_else(|| protocol(format!("FlightInfo app_metadata {name} is not a count")))
-    };
+    let metadata = PlanMetadata::from_json(&info.app_metadata)
+        .map_err(|e| protocol(format!("FlightInfo app_metadata: {e}")))?;
     let tickets = info
         .endpoint
         .iter()
@@ -225,29 +215,49 @@ fn epoch_plan(info: FlightInfo) -> Result<EpochPlan, ClientError> {
         ),
         total_records: u64::try_from(info.total_records)
             .map_err(|_| protocol("negative total_records".into()))?,
-        cohort_size: number("cohort_size")?,
-        batches_per_partition: number("batches_per_partition")?,
-        dataset_version: field("dataset_version")?
-            .as_str()
-            .ok_or_else(|| protocol("dataset_version is not text".into()))?
-            .to_string(),
+        cohort_size: metadata.cohort_size,
+        batches_per_partition: metadata.batches_per_partition,
+        dataset_version: metadata.dataset_version,
         tickets,
     })
 }
 
 fn minibatch(app_metadata: &[u8], data: RecordBatch) -> Result<Minibatch, ClientError> {
-    let position: serde_json::Value = serde_json::from_slice(app_metadata).map_err(|e| {
-        ClientError::Protocol(format!("a minibatch's app_metadata is not JSON: {e}"))
-    })?;
-    let count = |name: &str| {
-        position.get(name).and_then(|v| v.as_u64()).ok_or_else(|| {
-            ClientError::Protocol(format!("a minibatch's app_metadata lacks {name}"))
-        })
-    };
+    let BatchPosition { partition, batch } = BatchPosition::from_json(app_metadata)
+        .map_err(|e| ClientError::Protocol(format!("a minibatch's app_metadata: {e}")))?;
     Ok(Minibatch {
-        partition: u32::try_from(count("partition")?)
-            .map_err(|_| ClientError::Protocol("partition beyond u32".into()))?,
-        batch: count("batch")?,
+        partition,
+        batch,
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::Schema;
+
+    use super::*;
+
+    #[test]
+    fn a_minibatch_is_placed_by_its_app_metadata() {
+        let data = RecordBatch::new_empty(std::sync::Arc::new(Schema::empty()));
+        let minibatch = minibatch(br#"{"partition":1,"batch":5}"#, data).unwrap();
+        assert_eq!((minibatch.partition, minibatch.batch), (1, 5));
+    }
+
+    #[test]
+    fn app_metadata_without_a_key_is_a_protocol_violation_naming_it() {
+        let data = RecordBatch::new_empty(std::sync::Arc::new(Schema::empty()));
+        let error = minibatch(br#"{"partition":1}"#, data).unwrap_err();
+        assert!(
+            matches!(&error, ClientError::Protocol(m) if m.starts_with("a minibatch's app_metadata: invalid minibatch position") && m.contains("`batch`")),
+            "{error}"
+        );
+        let info = FlightInfo::new().with_app_metadata(r#"{"cohort_size":3}"#);
+        let error = epoch_plan(info).unwrap_err();
+        assert!(
+            matches!(&error, ClientError::Protocol(m) if m.starts_with("FlightInfo app_metadata: invalid plan metadata") && m.contains("`batches_per_partition`")),
+            "{error}"
+        );
+    }
 }
