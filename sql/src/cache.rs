@@ -2,8 +2,12 @@
 //! from one dataset version (cohorts, weights, metadata columns): keys name
 //! the version, so a replaced dataset's entries are never served again and
 //! simply age out.
+//!
+//! Two requests that miss the same key together compute it once: the
+//! second waits for the first's result ([`ByteLru::get_or_try_insert`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,6 +22,9 @@ pub trait CacheCost {
 pub struct ByteLru<K, V> {
     budget_bytes: usize,
     state: Mutex<State<K, V>>,
+    /// The keys being computed now, each with the turn that requests
+    /// missing it together take one after the other.
+    computing: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Debug)]
@@ -36,6 +43,7 @@ impl<K: Eq + Hash + Clone, V: CacheCost> ByteLru<K, V> {
                 clock: 0,
                 bytes: 0,
             }),
+            computing: Mutex::default(),
         }
     }
 
@@ -54,9 +62,30 @@ impl<K: Eq + Hash + Clone, V: CacheCost> ByteLru<K, V> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K, V>> {
-        // Every update is one insert or remove, so the data behind a
-        // poisoned lock is consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
+    }
+
+    /// The value of `key`, or else `compute`d, cached and returned. Requests
+    /// that miss the same key together compute it once: the first computes
+    /// while the others wait, then find its value. An error is not cached
+    /// (a waiter then computes in turn); a request dropped while computing
+    /// passes its turn on.
+    pub async fn get_or_try_insert<E, F, Fut>(&self, key: &K, compute: F) -> Result<Arc<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        if let Some(hit) = self.get(key) {
+            return Ok(hit);
+        }
+        let turn = Turn::take(self, key);
+        let _held = turn.gate.lock().await;
+        if let Some(hit) = self.get(key) {
+            return Ok(hit);
+        }
+        let value = Arc::new(compute().await?);
+        self.insert(key.clone(), Arc::clone(&value));
+        Ok(value)
     }
 
     /// The value of `key`, marked as just used.
@@ -87,6 +116,39 @@ impl<K: Eq + Hash + Clone, V: CacheCost> ByteLru<K, V> {
             state.evict_oldest();
         }
     }
+}
+
+/// One request's place among those computing the same key; the last to
+/// leave removes the key from [`ByteLru::computing`], so keys computed once
+/// leave nothing behind.
+struct Turn<'a, K: Eq + Hash, V> {
+    cache: &'a ByteLru<K, V>,
+    key: &'a K,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a, K: Eq + Hash + Clone, V> Turn<'a, K, V> {
+    fn take(cache: &'a ByteLru<K, V>, key: &'a K) -> Self {
+        let mut computing = lock(&cache.computing);
+        let gate = Arc::clone(computing.entry(key.clone()).or_default());
+        Self { cache, key, gate }
+    }
+}
+
+impl<K: Eq + Hash, V> Drop for Turn<'_, K, V> {
+    fn drop(&mut self) {
+        let mut computing = lock(&self.cache.computing);
+        // Held by the map and by this turn alone: nobody else waits.
+        if Arc::strong_count(&self.gate) == 2 {
+            computing.remove(self.key);
+        }
+    }
+}
+
+/// Every update under these locks is one insert or remove, so the data
+/// behind a poisoned lock is consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<K: Eq + Hash + Clone, V: CacheCost> State<K, V> {
@@ -124,6 +186,39 @@ mod tests {
         assert!(cache.get(&"b").is_none());
         assert!(cache.get(&"a").is_some() && cache.get(&"c").is_some());
         assert_eq!((cache.len(), cache.bytes()), (2, 8));
+    }
+
+    #[tokio::test]
+    async fn requests_missing_the_same_key_together_compute_it_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = ByteLru::new(10);
+        let computed = AtomicUsize::new(0);
+        let compute = || async {
+            computed.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok::<_, ()>(Sized(4))
+        };
+        let (a, b) = tokio::join!(
+            cache.get_or_try_insert(&"a", compute),
+            cache.get_or_try_insert(&"a", compute)
+        );
+        assert!(Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        assert!(lock(&cache.computing).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_error_is_not_cached_and_the_next_request_computes_again() {
+        let cache: ByteLru<&str, Sized> = ByteLru::new(10);
+        let failed = cache
+            .get_or_try_insert(&"a", || async { Err("unreadable") })
+            .await;
+        assert_eq!(failed.err(), Some("unreadable"));
+        let value = cache
+            .get_or_try_insert(&"a", || async { Ok::<_, &str>(Sized(3)) })
+            .await;
+        assert_eq!(value.unwrap().0, 3);
+        assert!(lock(&cache.computing).is_empty());
     }
 
     #[test]

@@ -73,18 +73,17 @@ pub async fn cohort(
         query: sql,
         access: snapshot.access().clone(),
     };
-    if let Some(hit) = cache.get(&key) {
-        return Ok(hit);
-    }
-    let ids = select_ids(engine, snapshot, dataset, &key.query).await?;
-    let cohort = Arc::new(Cohort {
-        dataset: key.dataset.clone(),
-        version: key.version.clone(),
-        query: key.query.clone(),
-        ids,
-    });
-    cache.insert(key, cohort.clone());
-    Ok(cohort)
+    cache
+        .get_or_try_insert(&key, || async {
+            let ids = select_ids(engine, snapshot, dataset, &key.query).await?;
+            Ok(Cohort {
+                dataset: key.dataset.clone(),
+                version: key.version.clone(),
+                query: key.query.clone(),
+                ids,
+            })
+        })
+        .await
 }
 
 /// The query as canonical SQL (the parsed AST printed back), so spelling

@@ -16,7 +16,7 @@ use crate::error::SqlError;
 use crate::memory::QueryPool;
 
 /// The bounds every query runs within.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlLimits {
     /// Size of the memory pool shared by all running queries.
     pub memory_bytes: usize,
