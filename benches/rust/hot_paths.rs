@@ -1,28 +1,24 @@
 //! The hot paths of a training stream, each on its own so a regression
 //! shows where it is: reading a fetch's blocks from the store, planning a
 //! partition's fetches, and a minibatch stream assembled and encoded by the
-//! Flight service (in-process, no transport; assembly writes straight into
-//! the IPC message body, so the two are one pass).
+//! engine (no transport; assembly writes straight into the IPC message
+//! body, so the two are one pass).
 //!
 //! `cargo bench -p cellflight-benches` over a generated Tahoe-shaped
 //! dataset (62,710 genes, ~1,500 non-zeros a cell) of
 //! `CELLFLIGHT_BENCH_CELLS` cells (default 100,000), page cache warm.
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
-use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::{FlightDescriptor, Ticket};
-use cellflight::cli::ServeArgs;
-use cellflight::CellflightService;
+use cellflight_engine::{Caller, Engine, EngineConfig};
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_sampler::{Plan, SamplerConfig};
+use cellflight_schemas::StreamRequest;
 use cellflight_store::{runs, Dataset};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::StreamExt;
-use tonic::Request;
 
 /// The generated dataset, made once for every group.
 struct Fixture {
@@ -135,14 +131,14 @@ fn sampler_planning(c: &mut Criterion) {
     group.finish();
 }
 
-/// The Flight service planning a request and streaming its first two
-/// fetches (128 minibatches of 64 cells) from the ticket, one output form
-/// at a time.
+/// The engine planning a request, planning it again from its first ticket
+/// (as a DoGet does), and streaming its first two fetches (128 minibatches
+/// of 64 cells), one output form at a time.
 fn minibatch_stream(c: &mut Criterion) {
     const BATCHES: usize = 128;
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let state = cellflight::server_state(&serve_args(&fixture().dataset)).expect("a server state");
-    let service = Arc::new(CellflightService::new(state));
+    let config = EngineConfig::new(&fixture().dataset);
+    let engine = Engine::new(&config).expect("an engine");
     let forms = [
         ("csr_stored", r#"{}"#),
         ("csr_2000_genes", r#"{"genes_query": "gene_idx < 2000"}"#),
@@ -161,42 +157,29 @@ fn minibatch_stream(c: &mut Criterion) {
     for (form, request) in forms {
         group.bench_function(form, |b| {
             b.to_async(&runtime)
-                .iter(|| stream_minibatches(&service, request, BATCHES))
+                .iter(|| stream_minibatches(&engine, request, BATCHES))
         });
     }
     group.finish();
 }
 
 /// Plans `request` and reads `batches` minibatches of its partition 0;
-/// returns the bytes received.
-async fn stream_minibatches(service: &CellflightService, request: &str, batches: usize) -> usize {
-    let descriptor = FlightDescriptor::new_cmd(request.to_owned());
-    let info = service
-        .get_flight_info(Request::new(descriptor))
-        .await
-        .expect("a plan")
-        .into_inner();
-    let ticket: Ticket = info.endpoint[0].ticket.clone().expect("a ticket");
-    let stream = service
-        .do_get(Request::new(ticket))
-        .await
-        .expect("a stream")
-        .into_inner();
-    // The schema and any dictionaries come first, without app_metadata.
-    let bodies: Vec<usize> = stream
-        .map(|message| message.expect("a stream message"))
-        .filter(|message| futures::future::ready(!message.app_metadata.is_empty()))
+/// returns the bytes of their messages.
+async fn stream_minibatches(engine: &Engine, request: &str, batches: usize) -> usize {
+    let caller = Caller::anyone();
+    let request = StreamRequest::from_json(request.as_bytes()).expect("a request");
+    let plan = engine.plan(&caller, request).await.expect("a plan");
+    let ticket = plan.tickets().next().expect("a ticket");
+    let plan = engine.plan_ticket(&caller, &ticket).await.expect("a plan");
+    let partition = engine.partition(Arc::new(plan), 0, 0).expect("a partition");
+    let bodies: Vec<usize> = partition
+        .minibatches
         .take(batches)
-        .map(|minibatch| minibatch.data_body.len())
+        .map(|minibatch| minibatch.expect("a minibatch").message.arrow_data.len())
         .collect()
         .await;
     assert_eq!(bodies.len(), batches, "the stream ended early");
     bodies.iter().sum()
-}
-
-fn serve_args(data: &Path) -> ServeArgs {
-    let data = data.to_str().expect("a UTF-8 path");
-    ServeArgs::from_flags(["--data", data]).expect("serve flags")
 }
 
 criterion_group!(

@@ -23,6 +23,17 @@ pub struct Dataset {
     genes: TableFile,
 }
 
+impl std::fmt::Debug for Dataset {
+    /// Which dataset, at which version, from where: its handles say no more.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset")
+            .field("name", &self.manifest.name.as_str())
+            .field("version", &self.manifest.version)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A replacement can land between reading the manifest and opening the
 /// files; each retry starts over from the new manifest.
 const OPEN_ATTEMPTS: usize = 5;

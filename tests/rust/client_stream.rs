@@ -9,9 +9,10 @@ use std::collections::BTreeSet;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use cellflight_client::{Client, ClientError, Minibatch};
+use cellflight_flight::{Server, ServiceConfig};
 use cellflight_schemas::{StreamRequest, StreamTicket};
 use cellflight_store::Dataset;
-use common::{dataset, serve_args, TestServer};
+use common::{dataset, TestServer};
 use futures::TryStreamExt;
 
 fn request(json: &str) -> StreamRequest {
@@ -136,9 +137,10 @@ async fn a_unix_socket_serves_the_same_stream() {
     let socket = root.path().join("cf.sock");
     let server = TestServer::start(&dir).await;
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-    let state = cellflight::server_state(&serve_args(&dir)).unwrap();
+    let unix_server = Server::new(&ServiceConfig::new(&dir)).unwrap();
     let unix = tokio::spawn(
-        cellflight::router(&state, None)
+        unix_server
+            .unix_router()
             .await
             .unwrap()
             .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),

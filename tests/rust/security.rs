@@ -6,8 +6,9 @@ use crate::common;
 use std::path::Path;
 
 use cellflight_client::{Client, ClientError, ConnectOptions};
+use cellflight_flight::{ServiceConfig, TlsFiles};
 use cellflight_schemas::StreamRequest;
-use common::{dataset, serve_args_with, TestServer};
+use common::{dataset, TestServer};
 use futures::TryStreamExt;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use tonic::Code;
@@ -33,8 +34,9 @@ async fn team_server(root: &Path) -> TestServer {
     std::fs::write(&users, json).unwrap();
     std::fs::set_permissions(&users, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // The datasets sit beside the users file; a non-dataset file is skipped.
-    let args = serve_args_with(root, &["--auth-file", users.to_str().unwrap()]);
-    TestServer::start_with(&args).await
+    let mut config = ServiceConfig::new(root);
+    config.auth.users_file = Some(users);
+    TestServer::start_with(&config).await
 }
 
 async fn connect(server: &TestServer, token: Option<&str>) -> Client {
@@ -172,17 +174,21 @@ impl Pki {
         Self { dir }
     }
 
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_string()
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
     }
 
     fn read(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.dir.path().join(name)).unwrap()
     }
 
-    fn server_flags(&self) -> Vec<String> {
-        let (cert, key) = (self.path("server.pem"), self.path("server.key"));
-        vec!["--tls-cert".into(), cert, "--tls-key".into(), key]
+    /// The server's identity; no client certificates asked for.
+    fn server_tls(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.path("server.pem"),
+            key: self.path("server.key"),
+            client_ca: None,
+        }
     }
 }
 
@@ -191,9 +197,9 @@ async fn over_tls_a_client_trusting_the_ca_streams_and_plain_text_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let data = dataset(root.path(), "alpha", 50);
     let pki = Pki::new();
-    let flags = pki.server_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = TestServer::start_with(&serve_args_with(&data, &flags)).await;
+    let mut config = ServiceConfig::new(&data);
+    config.tls = Some(pki.server_tls());
+    let server = TestServer::start_with(&config).await;
     assert!(server.address.starts_with("grpc+tls://"));
     let trusting = ConnectOptions {
         ca_certificate: Some(pki.read("ca.pem")),
@@ -216,10 +222,12 @@ async fn with_a_client_ca_only_clients_with_a_signed_certificate_are_served() {
     let root = tempfile::tempdir().unwrap();
     let data = dataset(root.path(), "alpha", 50);
     let pki = Pki::new();
-    let mut flags = pki.server_flags();
-    flags.extend(["--tls-client-ca".to_string(), pki.path("ca.pem")]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = TestServer::start_with(&serve_args_with(&data, &flags)).await;
+    let mut config = ServiceConfig::new(&data);
+    config.tls = Some(TlsFiles {
+        client_ca: Some(pki.path("ca.pem")),
+        ..pki.server_tls()
+    });
+    let server = TestServer::start_with(&config).await;
     let anonymous = ConnectOptions {
         ca_certificate: Some(pki.read("ca.pem")),
         ..ConnectOptions::default()

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cellflight::cli::ServeArgs;
+use cellflight_flight::{Server, ServiceConfig};
 use cellflight_generate::{generate, GenerateOptions};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -15,24 +15,24 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// `cellflight serve --data DATA` on 127.0.0.1:0.
+    /// A server of the datasets under `data`, configured as `cellflight
+    /// serve --data DATA` is, on 127.0.0.1:0.
     pub async fn start(data: &Path) -> Self {
-        Self::start_with(&serve_args(data)).await
+        Self::start_with(&ServiceConfig::new(data)).await
     }
 
-    /// `cellflight serve` with `args` on 127.0.0.1:0; with TLS, its
-    /// address is grpc+tls://localhost:PORT (the name certificates carry).
-    pub async fn start_with(args: &ServeArgs) -> Self {
-        let state = cellflight::server_state(args).unwrap();
-        let tls = cellflight::tls_config(&args.security).unwrap();
+    /// A server of `config` on 127.0.0.1:0; with TLS, its address is
+    /// grpc+tls://localhost:PORT (the name certificates carry).
+    pub async fn start_with(config: &ServiceConfig) -> Self {
+        let server = Server::new(config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let address = match tls {
-            Some(_) => format!("grpc+tls://localhost:{port}"),
-            None => format!("grpc://127.0.0.1:{port}"),
+        let address = match server.serves_tls() {
+            true => format!("grpc+tls://localhost:{port}"),
+            false => format!("grpc://127.0.0.1:{port}"),
         };
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let router = cellflight::router(&state, tls).await.unwrap();
+        let router = server.router().await.unwrap();
         let served = tokio::spawn(async move {
             router
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
@@ -64,17 +64,6 @@ impl TestServer {
         let _ = self.shutdown.take().unwrap().send(());
         self.served.take().unwrap().await.unwrap();
     }
-}
-
-/// The flags of `cellflight serve --data DATA`, then `more`.
-pub fn serve_args_with(data: &Path, more: &[&str]) -> ServeArgs {
-    let data = data.to_str().unwrap();
-    ServeArgs::from_flags(["--data", data].iter().chain(more)).unwrap()
-}
-
-/// The flags of `cellflight serve --data DATA`.
-pub fn serve_args(data: &Path) -> ServeArgs {
-    serve_args_with(data, &[])
 }
 
 impl Drop for TestServer {

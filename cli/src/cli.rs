@@ -1,0 +1,233 @@
+//! Command-line flags; every flag of `serve` can also come from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::byte_size::ByteSize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cellflight",
+    version,
+    about = "Single-cell expression data served to trainers over Arrow Flight"
+)]
+pub struct Cli {
+    /// Log filter, e.g. `info` or `cellflight=debug`.
+    #[arg(long = "log", env = "CELLFLIGHT_LOG", global = true)]
+    pub log_filter: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve datasets over Arrow Flight (with no --data: a generated demo dataset).
+    Serve(ServeArgs),
+    /// Turn an AnnData .h5ad file into a dataset.
+    Ingest(IngestArgs),
+    /// Write a synthetic Tahoe-like dataset (and optionally the same data as .h5ad).
+    Generate(GenerateArgs),
+    /// Describe a dataset; with --verify, check it end to end.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A dataset directory, or a directory of them. Default: the demo dataset, generated on first run.
+    #[arg(long, env = "CELLFLIGHT_DATA")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CELLFLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Also listen on this Unix socket, for trainers on the same host (pyarrow: grpc+unix://PATH).
+    #[arg(long, env = "CELLFLIGHT_UNIX", value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+    /// Where the demo dataset is kept. Default: $XDG_CACHE_HOME/cellflight or ~/.cache/cellflight.
+    #[arg(long, env = "CELLFLIGHT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The dataset reached without a name (and by unqualified table names in SQL). Default: the only dataset, when --data holds exactly one at startup.
+    #[arg(long, env = "CELLFLIGHT_DEFAULT_DATASET")]
+    pub default_dataset: Option<String>,
+    /// Memory for whole metadata columns held to attach obs columns to minibatches (about 4 bytes a cell for a categorical), least recently used evicted first.
+    #[arg(long, env = "CELLFLIGHT_COLUMN_CACHE", default_value = "2GiB")]
+    pub column_cache: ByteSize,
+    /// Most DoGet streams (training partitions and query results) open at once; one more is refused with ResourceExhausted.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_MAX_STREAMS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_streams: u32,
+    /// Most streams one client may have open at once (clients are told apart by IP address; the Unix socket's count as one).
+    #[arg(
+        long,
+        env = "CELLFLIGHT_MAX_STREAMS_PER_CLIENT",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_streams_per_client: u32,
+    /// Serve Prometheus metrics over HTTP at this address (GET /metrics), e.g. 127.0.0.1:9100. Default: none.
+    #[arg(long, env = "CELLFLIGHT_METRICS", value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
+    /// After SIGTERM or SIGINT, how long open streams may go on before the server closes them and exits, e.g. 30s.
+    #[arg(long, env = "CELLFLIGHT_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: humantime::Duration,
+    /// Largest message a client may send (a request, a ticket, bound query parameters); one larger is refused with ResourceExhausted.
+    #[arg(long, env = "CELLFLIGHT_MAX_REQUEST_SIZE", default_value = "16MiB")]
+    pub max_request_size: ByteSize,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    #[command(flatten)]
+    pub sql: SqlArgs,
+}
+
+/// Who may connect and call (docs/operations.md). With none of these, anyone
+/// who reaches the port reads every dataset, over plain TCP. Its Debug form
+/// leaves the token out.
+#[derive(Default, Args)]
+pub struct SecurityArgs {
+    /// Users and their bearer tokens, passwords and dataset grants (JSON; chmod 600). With it, every call needs a token.
+    #[arg(long, env = "CELLFLIGHT_AUTH_FILE", value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
+    /// One bearer token reading every dataset; better set in the environment than on a command line others can list.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub auth_token: Option<String>,
+    /// Serve TLS (clients connect to grpc+tls://) with this PEM certificate chain.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS).
+    #[arg(
+        long,
+        env = "CELLFLIGHT_TLS_CLIENT_CA",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SecurityArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityArgs")
+            .field("auth_file", &self.auth_file)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<hidden>"))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_client_ca", &self.tls_client_ca)
+            .finish()
+    }
+}
+
+/// Bounds on SQL (ad hoc queries, Flight SQL and cohorts).
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Memory shared by all running queries; a query that needs more spills (with --spill-dir) or fails.
+    #[arg(
+        long = "sql-memory",
+        env = "CELLFLIGHT_SQL_MEMORY",
+        default_value = "2GiB"
+    )]
+    pub memory: ByteSize,
+    /// Most of --sql-memory one query (or cohort selection) may hold, so no one query takes it all.
+    #[arg(
+        long = "sql-query-memory",
+        env = "CELLFLIGHT_SQL_QUERY_MEMORY",
+        default_value = "1GiB"
+    )]
+    pub query_memory: ByteSize,
+    /// Longest a query may run, planning included, e.g. 30s or 5m.
+    #[arg(
+        long = "sql-timeout",
+        env = "CELLFLIGHT_SQL_TIMEOUT",
+        default_value = "60s"
+    )]
+    pub timeout: humantime::Duration,
+    /// Most rows an ad hoc query may return (cohorts are not capped).
+    #[arg(
+        long = "sql-max-rows",
+        env = "CELLFLIGHT_SQL_MAX_ROWS",
+        default_value_t = 10_000_000
+    )]
+    pub max_rows: usize,
+    /// Where large sorts and joins spill. Default: no spilling.
+    #[arg(long, env = "CELLFLIGHT_SPILL_DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Memory for cached cohorts (4 bytes a cell; 12 with sampling weights), least recently used evicted first.
+    #[arg(long, env = "CELLFLIGHT_COHORT_CACHE", default_value = "1GiB")]
+    pub cohort_cache: ByteSize,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The AnnData file to read.
+    pub input: PathBuf,
+    /// The dataset directory to write; its name is the dataset's name ([a-z][a-z0-9_]*).
+    pub output: PathBuf,
+    /// Take the matrix from layers/NAME instead of X.
+    #[arg(long, value_name = "NAME", conflicts_with = "raw")]
+    pub layer: Option<String>,
+    /// Take the matrix from raw/X (with raw/var) instead of X.
+    #[arg(long)]
+    pub raw: bool,
+    /// Replace an existing dataset, atomically.
+    #[arg(long)]
+    pub force: bool,
+    /// Memory budget, e.g. 512MiB or 4GiB.
+    #[arg(long, default_value = "4GiB")]
+    pub memory: ByteSize,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The dataset directory to write; its name is the dataset's name.
+    pub output: PathBuf,
+    /// Number of cells.
+    #[arg(long)]
+    pub cells: u64,
+    /// Number of genes.
+    #[arg(long, default_value_t = 62_710)]
+    pub genes: u64,
+    /// Random seed: the same seed gives the same dataset.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the same data as an uncompressed .h5ad file, as anndata writes it.
+    #[arg(long, value_name = "FILE", conflicts_with = "obs_only")]
+    pub h5ad: Option<PathBuf>,
+    /// Write only the cell and gene metadata, no matrix (for SQL benchmarks).
+    #[arg(long)]
+    pub obs_only: bool,
+    /// Replace an existing dataset, atomically.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The dataset directory.
+    pub dir: PathBuf,
+    /// Check everything (files against the manifest, the matrix cell by cell, statistics); exit non-zero on any fault.
+    #[arg(long)]
+    pub verify: bool,
+}

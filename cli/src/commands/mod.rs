@@ -1,0 +1,42 @@
+//! One module per subcommand; all errors meet in [`CommandError`].
+
+mod generate;
+mod ingest;
+mod inspect;
+mod serve;
+
+use std::path::PathBuf;
+
+use cellflight_generate::GenerateError;
+use cellflight_ingest::IngestError;
+use cellflight_store::StoreError;
+
+use crate::cli::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{}: {count} fault(s) found", .dir.display())]
+    Faulty { dir: PathBuf, count: usize },
+    #[error("{0}")]
+    Serve(String),
+}
+
+pub fn run(command: Command) -> Result<(), CommandError> {
+    match command {
+        Command::Serve(args) => serve::run(args),
+        Command::Ingest(args) => ingest::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    }
+}
+
+/// Cells per second and the like, for summaries.
+fn rate(count: f64, elapsed: std::time::Duration) -> f64 {
+    count / elapsed.as_secs_f64().max(1e-9)
+}

@@ -1,0 +1,44 @@
+//! What an engine is built from: plain values, whoever reads them (the
+//! `cellflight serve` flags, a test, an embedding program).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cellflight_sql::SqlLimits;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// A dataset directory, or a directory of them.
+    pub data: PathBuf,
+    /// The dataset reached without a name (and by unqualified table names
+    /// in SQL); none: the only dataset, when `data` holds exactly one.
+    pub default_dataset: Option<String>,
+    pub sql: SqlLimits,
+    /// Where large sorts and joins spill; none: no spilling.
+    pub spill_dir: Option<PathBuf>,
+    /// Memory for cached cohorts and gene spaces (4 bytes a cell; 12 with
+    /// sampling weights).
+    pub cohort_cache_bytes: usize,
+    /// Memory for whole metadata columns held to attach obs columns to
+    /// minibatches and to resolve gene names.
+    pub column_cache_bytes: usize,
+}
+
+impl EngineConfig {
+    /// The datasets under `data`, with the defaults of `cellflight serve`.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        Self {
+            data: data.into(),
+            default_dataset: None,
+            sql: SqlLimits {
+                memory_bytes: 2 << 30,
+                query_memory_bytes: 1 << 30,
+                timeout: Duration::from_secs(60),
+                max_rows: 10_000_000,
+            },
+            spill_dir: None,
+            cohort_cache_bytes: 1 << 30,
+            column_cache_bytes: 2 << 30,
+        }
+    }
+}

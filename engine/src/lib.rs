@@ -1,0 +1,29 @@
+//! The cellflight engine, in plain Rust with no transport: the catalog of
+//! datasets, cohorts and gene spaces resolved with SQL, stream plans, and
+//! each partition's minibatches assembled and encoded as Arrow IPC
+//! messages on blocking threads. A front door (the Flight service, a
+//! test, an embedding program) calls [`Engine::plan`] then
+//! [`Engine::partition`], and maps [`EngineError::kind`] to its codes.
+
+mod caller;
+mod catalog;
+mod cohort;
+mod columns;
+mod config;
+mod encode;
+mod engine;
+mod error;
+mod genes;
+mod ipc;
+mod minibatch;
+mod partition;
+mod plan;
+mod rows;
+
+pub use caller::Caller;
+pub use config::EngineConfig;
+pub use engine::Engine;
+pub use error::{sql_error_kind, EngineError, ErrorKind};
+pub use partition::{Minibatch, Minibatches, Partition};
+pub use plan::{Plan, MAX_MINIBATCH_BYTES};
+pub use rows::{FetchRows, MappedMatrix, RowSource};

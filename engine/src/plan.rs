@@ -1,0 +1,188 @@
+//! A request made concrete against one dataset version: its cohort, the
+//! sampler's plan, and what each minibatch holds. Built when a stream is
+//! planned and again, from the ticket, for each partition served (the
+//! caches make that cheap), so the server keeps nothing per request
+//! between the two.
+
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use cellflight_sampler::{Fetches, Plan as SamplerPlan};
+use cellflight_schemas::{
+    minibatch_schema, Format, MinibatchLayout, PlanMetadata, StreamRequest, StreamTicket, ValueType,
+};
+use cellflight_sql::CatalogSnapshot;
+use cellflight_store::{Dataset, Table};
+
+use crate::cohort::{sampler_config, StreamCohort};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::genes::GeneSpace;
+use crate::ipc::is_supported;
+use crate::minibatch::Output;
+use crate::rows::{MappedMatrix, RowSource};
+
+/// Largest minibatch a request may ask for, in the worst case.
+pub const MAX_MINIBATCH_BYTES: u64 = 64 << 20;
+
+/// A planned stream: what [`Engine::partition`] serves.
+#[derive(Debug)]
+pub struct Plan {
+    request: StreamRequest,
+    dataset: Arc<Dataset>,
+    cohort: StreamCohort,
+    sampler: SamplerPlan,
+    pub(crate) output: Output,
+    pub(crate) rows: Arc<dyn RowSource>,
+}
+
+impl Plan {
+    pub(crate) async fn build(
+        engine: &Engine,
+        snapshot: &CatalogSnapshot,
+        dataset: Arc<Dataset>,
+        mut request: StreamRequest,
+    ) -> Result<Self, EngineError> {
+        let manifest = dataset.manifest();
+        // Tickets name the dataset: on a server with another default
+        // dataset they still mean the same stream.
+        request.dataset = Some(manifest.name.to_string());
+        let (Some(matrix), Some(rows)) = (&manifest.matrix, MappedMatrix::of(dataset.clone()))
+        else {
+            return Err(EngineError::NoMatrix {
+                dataset: manifest.name.to_string(),
+            });
+        };
+        let genes = GeneSpace::resolve(engine, snapshot, &dataset, &request).await?;
+        let layout = MinibatchLayout {
+            format: request.format,
+            n_genes: genes.n_genes(),
+            value_type: match (request.format, request.transform) {
+                (Format::Csr, None) => matrix.value_type,
+                _ => ValueType::Float32,
+            },
+        };
+        check_batch_bytes(&layout, request.batch_size)?;
+        let obs = obs_columns(engine, &dataset, &request.obs_columns).await?;
+        let obs_fields: Vec<_> = obs.iter().map(|c| c.field().clone()).collect();
+        let output = Output {
+            schema: Arc::new(minibatch_schema(&layout, &obs_fields)),
+            layout,
+            genes,
+            transform: request.transform,
+            obs,
+            stored: (matrix.index_type, matrix.value_type),
+        };
+        let cohort = StreamCohort::resolve(engine, snapshot, &dataset, &request).await?;
+        let sampler = cohort.plan(&sampler_config(&request, cohort.len()))?;
+        Ok(Self {
+            request,
+            dataset,
+            cohort,
+            sampler,
+            output,
+            rows: Arc::new(rows),
+        })
+    }
+
+    /// The same plan, its rows read from `rows` (which must hold the same
+    /// cells as the dataset's matrix).
+    pub fn reading_from(self, rows: Arc<dyn RowSource>) -> Self {
+        Self { rows, ..self }
+    }
+
+    /// The request as planned (its dataset named).
+    pub fn request(&self) -> &StreamRequest {
+        &self.request
+    }
+
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.dataset
+    }
+
+    /// The schema of every minibatch.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.output.schema
+    }
+
+    /// Cells in the cohort.
+    pub fn cohort_size(&self) -> u64 {
+        self.cohort.len()
+    }
+
+    pub fn batches_per_partition(&self) -> u64 {
+        self.sampler.batches_per_partition()
+    }
+
+    /// Rows the whole epoch sends, padding included.
+    pub fn total_records(&self) -> u64 {
+        self.sampler.total_records()
+    }
+
+    /// What a client needs to know of the plan beside its tickets.
+    pub fn metadata(&self) -> PlanMetadata {
+        PlanMetadata {
+            cohort_size: self.cohort_size(),
+            batches_per_partition: self.batches_per_partition(),
+            seed: self.request.seed,
+            dataset_version: self.dataset.manifest().version.clone(),
+        }
+    }
+
+    /// One ticket a partition, each from its first batch.
+    pub fn tickets(&self) -> impl Iterator<Item = StreamTicket> + '_ {
+        (0..self.request.partitions).map(|partition| StreamTicket {
+            request: self.request.clone(),
+            partition,
+            dataset_version: self.dataset.manifest().version.clone(),
+            start_batch: 0,
+        })
+    }
+
+    /// The fetches of `partition` from `start_batch` on.
+    pub(crate) fn fetches(&self, partition: u32, start_batch: u64) -> Result<Fetches, EngineError> {
+        Ok(self.sampler.fetches(partition, start_batch)?)
+    }
+
+    /// The cell ids of cohort positions (ascending positions give
+    /// ascending ids: the cohort is sorted).
+    pub(crate) fn cell_ids(&self, positions: &[u64]) -> Vec<u64> {
+        positions.iter().map(|&p| self.cohort.cell_id(p)).collect()
+    }
+}
+
+/// The `obs_columns` of `dataset`, each whole, from the column cache.
+async fn obs_columns(
+    engine: &Engine,
+    dataset: &Arc<Dataset>,
+    names: &[String],
+) -> Result<Vec<Arc<crate::columns::CachedColumn>>, EngineError> {
+    let mut obs = Vec::with_capacity(names.len());
+    for column in names {
+        let read = engine.columns.get_or_read(dataset, Table::Cells, column);
+        let read = read.await.map_err(|e| e.in_key("obs_columns"))?;
+        if !is_supported(read.field().data_type()) {
+            return Err(EngineError::Unservable(format!(
+                "obs_columns: column {column:?} is of type {}, which minibatches do not carry",
+                read.field().data_type()
+            )));
+        }
+        obs.push(read);
+    }
+    Ok(obs)
+}
+
+fn check_batch_bytes(layout: &MinibatchLayout, batch_size: u32) -> Result<(), EngineError> {
+    let worst = layout.max_batch_bytes(batch_size);
+    if worst > MAX_MINIBATCH_BYTES {
+        return Err(EngineError::Unservable(format!(
+            "a minibatch of {batch_size} cells could reach {worst} bytes ({} genes, {}), above the {MAX_MINIBATCH_BYTES}-byte limit; lower batch_size or select fewer genes",
+            layout.n_genes,
+            match layout.format {
+                Format::Csr => "csr",
+                Format::Dense => "dense",
+            }
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! What every call to a server shares: the engine, who may call, the open
+//! streams, the counters and the request size limit.
+
+use std::sync::Arc;
+
+use cellflight_engine::Engine;
+
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+use crate::stream_slots::StreamSlots;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) engine: Arc<Engine>,
+    /// Who may call, and what each may read.
+    pub(crate) auth: Authenticator,
+    /// The DoGet streams open now, within the configured limits.
+    pub(crate) streams: Arc<StreamSlots>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Largest message a client may send.
+    pub(crate) max_request_bytes: usize,
+}
