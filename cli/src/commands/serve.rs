@@ -10,7 +10,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use cellflight_engine::{Caller, EngineConfig};
-use cellflight_flight::{AuthConfig, Layers, Server, ServiceConfig, StreamLimits, TlsFiles};
+use cellflight_flight::{
+    AuthConfig, Layers, Server, ServerError, ServiceConfig, StreamLimits, TlsFiles,
+};
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_sql::SqlLimits;
 use futures::FutureExt;
@@ -33,10 +35,26 @@ pub(super) fn run(args: ServeArgs) -> Result<(), CommandError> {
         None => ensure_demo(&cache_dir(args.cache_dir.as_deref())?)?,
     };
     let server = Server::new(&service_config(&args, data))
-        .map_err(|e| CommandError::Serve(e.to_string()))?;
+        .map_err(|error| startup_error(&args.security, error))?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| CommandError::Serve(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(serve(Arc::new(server), &args))
+}
+
+/// A server that cannot start, told in terms of the flag to fix.
+fn startup_error(security: &SecurityArgs, error: ServerError) -> CommandError {
+    let flag = match &error {
+        // The engine's errors name the directory or setting themselves.
+        ServerError::Engine(_) => return CommandError::Serve(error.to_string()),
+        ServerError::UsersFile { .. } | ServerError::NoUsers { .. } => "--auth-file",
+        ServerError::Token(_) => "--auth-token",
+        ServerError::TlsFile { path, .. } if security.tls_key.as_ref() == Some(path) => "--tls-key",
+        ServerError::TlsFile { path, .. } if security.tls_client_ca.as_ref() == Some(path) => {
+            "--tls-client-ca"
+        }
+        ServerError::TlsFile { .. } | ServerError::Tls(_) => "--tls-cert",
+    };
+    CommandError::Serve(format!("{flag}: {error}"))
 }
 
 /// The flags of `cellflight serve`, as the server's configuration: the one
