@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser};
 
 use crate::byte_size::ByteSize;
 
@@ -18,13 +18,13 @@ pub struct Cli {
     #[arg(long = "log", env = "CELLFLIGHT_LOG", global = true)]
     pub log_filter: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub subcommand: Subcommand,
 }
 
 // Parsed once per process: the size of its largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Subcommand)]
-pub enum Command {
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
     /// Serve datasets over Arrow Flight (with no --data: a generated demo dataset).
     Serve(ServeArgs),
     /// Turn an AnnData .h5ad file into a dataset.

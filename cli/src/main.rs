@@ -9,7 +9,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.log_filter.as_deref());
-    match commands::run(cli.command) {
+    match commands::run(cli.subcommand) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,10 +8,10 @@ use cellflight_schemas::{StreamRequest, StreamTicket};
 use cellflight_sql::{CatalogSnapshot, CohortCache, SessionContext, SqlEngine};
 
 use crate::caller::Caller;
-use crate::catalog::{resolve, Catalog};
 use crate::cohort::WeightedCache;
 use crate::columns::ColumnCache;
 use crate::config::EngineConfig;
+use crate::datasets::{resolve, ServedDatasets};
 use crate::error::EngineError;
 use crate::genes::GeneSpaceCache;
 use crate::partition::{serve_partition, Partition};
@@ -19,7 +19,7 @@ use crate::plan::Plan;
 
 #[derive(Debug)]
 pub struct Engine {
-    catalog: Catalog,
+    datasets: ServedDatasets,
     pub(crate) sql: SqlEngine,
     pub(crate) cohorts: CohortCache,
     pub(crate) weighted: WeightedCache,
@@ -32,14 +32,14 @@ impl Engine {
     /// The engine over the datasets of `config.data`, which must hold at
     /// least one.
     pub fn new(config: &EngineConfig) -> Result<Self, EngineError> {
-        let catalog = Catalog::load(&config.data, config.default_dataset.as_deref())?;
-        if catalog.snapshot().datasets().next().is_none() {
+        let datasets = ServedDatasets::load(&config.data, config.default_dataset.as_deref())?;
+        if datasets.snapshot().datasets().next().is_none() {
             return Err(EngineError::NoDatasets {
                 data: config.data.clone(),
             });
         }
         Ok(Self {
-            catalog,
+            datasets,
             sql: SqlEngine::new(config.sql.clone(), config.spill_dir.clone())?,
             cohorts: CohortCache::new(config.cohort_cache_bytes),
             weighted: WeightedCache::new(config.cohort_cache_bytes),
@@ -50,7 +50,7 @@ impl Engine {
 
     /// The catalog as it is now, as `caller` sees it.
     pub fn snapshot(&self, caller: &Caller) -> Arc<CatalogSnapshot> {
-        self.catalog.snapshot().restricted(&caller.access)
+        self.datasets.snapshot().restricted(&caller.access)
     }
 
     /// The shared SQL runtime and its limits.
@@ -118,7 +118,7 @@ impl Engine {
             return Err(EngineError::RefreshNeedsEveryGrant);
         }
         let engine = Arc::clone(self);
-        tokio::task::spawn_blocking(move || engine.catalog.refresh())
+        tokio::task::spawn_blocking(move || engine.datasets.refresh())
             .await
             .map_err(|e| EngineError::TaskFailed {
                 task: "refreshing the catalog",

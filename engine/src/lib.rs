@@ -6,10 +6,10 @@
 //! [`Engine::partition`], and maps [`EngineError::kind`] to its codes.
 
 mod caller;
-mod catalog;
 mod cohort;
 mod columns;
 mod config;
+mod datasets;
 mod encode;
 mod engine;
 mod error;

@@ -19,7 +19,7 @@ use object_store::ObjectStore;
 
 use crate::access::{Access, GrantedCatalog};
 use crate::error::SqlError;
-use crate::store::{PinnedStore, CELLS, GENES};
+use crate::pinned_store::{PinnedStore, CELLS, GENES};
 
 /// The catalog name every dataset lives in.
 pub const CATALOG: &str = "cellflight";

@@ -9,10 +9,10 @@ mod cohort;
 mod error;
 mod genes;
 mod memory;
+mod pinned_store;
 mod query;
 mod scan;
 mod session;
-mod store;
 mod weights;
 
 pub use access::Access;

@@ -11,7 +11,7 @@ use cellflight_generate::GenerateError;
 use cellflight_ingest::IngestError;
 use cellflight_store::StoreError;
 
-use crate::cli::Command;
+use crate::cli::Subcommand;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -27,12 +27,12 @@ pub enum CommandError {
     Serve(String),
 }
 
-pub fn run(command: Command) -> Result<(), CommandError> {
-    match command {
-        Command::Serve(args) => serve::run(args),
-        Command::Ingest(args) => ingest::run(args),
-        Command::Generate(args) => generate::run(args),
-        Command::Inspect(args) => inspect::run(args),
+pub fn run(subcommand: Subcommand) -> Result<(), CommandError> {
+    match subcommand {
+        Subcommand::Serve(args) => serve::run(args),
+        Subcommand::Ingest(args) => ingest::run(args),
+        Subcommand::Generate(args) => generate::run(args),
+        Subcommand::Inspect(args) => inspect::run(args),
     }
 }
 

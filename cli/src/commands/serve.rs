@@ -331,12 +331,12 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::cli::{Cli, Subcommand};
 
     fn serve_args(flags: &[&str]) -> ServeArgs {
         let argv = ["cellflight", "serve"].iter().chain(flags);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(args) => args,
+        match Cli::try_parse_from(argv).unwrap().subcommand {
+            Subcommand::Serve(args) => args,
             other => panic!("parsed {other:?}"),
         }
     }

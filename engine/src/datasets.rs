@@ -12,13 +12,13 @@ use cellflight_store::{Dataset, StoreError, MANIFEST_FILE};
 use crate::error::EngineError;
 
 #[derive(Debug)]
-pub(crate) struct Catalog {
+pub(crate) struct ServedDatasets {
     data: PathBuf,
     default_dataset: Option<String>,
     current: RwLock<Arc<CatalogSnapshot>>,
 }
 
-impl Catalog {
+impl ServedDatasets {
     /// The datasets under `data`. The default dataset (reachable without a
     /// name, and unqualified in SQL) is `default_dataset`, or else the only
     /// dataset found now, if there is exactly one.
