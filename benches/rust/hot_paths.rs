@@ -8,6 +8,12 @@
 //! dataset (62,710 genes, ~1,500 non-zeros a cell) of
 //! `CELLFLIGHT_BENCH_CELLS` cells (default 100,000), page cache warm.
 
+#![allow(
+    unreachable_pub,
+    clippy::expect_used,
+    reason = "a benchmark: its setup failing is a failed run"
+)]
+
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::cast::AsArray;

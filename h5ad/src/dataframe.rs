@@ -2,6 +2,7 @@
 //! row range into Arrow record batches. Category lists are read once, at
 //! open; everything else is read per range.
 
+use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -22,6 +23,16 @@ pub struct DataFrame {
     index: Strings,
     columns: Vec<Column>,
     schema: SchemaRef,
+}
+
+impl fmt::Debug for DataFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataFrame")
+            .field("loc", &self.loc)
+            .field("n_rows", &self.n_rows)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DataFrame {

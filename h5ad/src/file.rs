@@ -1,6 +1,7 @@
 //! The open .h5ad file: checks it is AnnData, finds the chosen matrix, the
 //! obs and var tables, and lists what the dataset will not hold.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +24,14 @@ pub struct H5ad {
     path: Arc<PathBuf>,
     file: H5File,
     meta: Meta,
+}
+
+impl fmt::Debug for H5ad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H5ad")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl H5ad {

@@ -3,6 +3,7 @@
 //! pointer range read checks its own pointers, so a ragged indptr is caught
 //! without reading it whole.
 
+use std::fmt;
 use std::ops::Range;
 
 use rust_hdf5::H5File;
@@ -45,6 +46,16 @@ pub struct MatrixSource {
     shape: (u64, u64),
     nnz: u64,
     storage: Storage,
+}
+
+impl fmt::Debug for MatrixSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MatrixSource")
+            .field("loc", &self.loc)
+            .field("shape", &self.shape)
+            .field("nnz", &self.nnz)
+            .finish_non_exhaustive()
+    }
 }
 
 enum Storage {

@@ -10,7 +10,7 @@ pub struct MemoryBudget(pub u64);
 const BYTES_PER_HELD_ENTRY: u64 = 3 * 12;
 
 /// The smallest budget that still leaves room for one row of a wide matrix.
-pub const MIN_BUDGET: u64 = 64 << 20;
+pub(crate) const MIN_BUDGET: u64 = 64 << 20;
 
 impl MemoryBudget {
     /// Matrix entries one chunk may hold: a quarter of the budget, leaving

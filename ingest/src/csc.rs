@@ -115,7 +115,12 @@ fn load_bucket(
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(spill_error(path))?;
-    let records: Vec<(u32, u32, f64)> = bytes.chunks_exact(ENTRY_BYTES).map(decode).collect();
+    let records: Vec<(u32, u32, f64)> = bytes
+        .as_chunks::<ENTRY_BYTES>()
+        .0
+        .iter()
+        .map(decode)
+        .collect();
     drop(bytes);
     let mut indptr = vec![0u64; rows as usize + 1];
     for &(row, _, _) in &records {
@@ -136,10 +141,12 @@ fn load_bucket(
     RowChunk::from_sparse(origin, first_cell, &indptr, indices, values)
 }
 
-fn decode(record: &[u8]) -> (u32, u32, f64) {
-    let u32_at = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().expect("4 bytes"));
-    let value = f64::from_le_bytes(record[8..16].try_into().expect("8 bytes"));
-    (u32_at(0), u32_at(4), value)
+/// A spilled entry: row and gene as little-endian `u32`, the value as `f64`.
+fn decode(record: &[u8; ENTRY_BYTES]) -> (u32, u32, f64) {
+    let [r0, r1, r2, r3, g0, g1, g2, g3, value @ ..] = *record;
+    let row = u32::from_le_bytes([r0, r1, r2, r3]);
+    let gene = u32::from_le_bytes([g0, g1, g2, g3]);
+    (row, gene, f64::from_le_bytes(value))
 }
 
 fn spill_error(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {

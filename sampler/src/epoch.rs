@@ -28,6 +28,7 @@ impl EpochOrder {
     pub(crate) fn cell(&self, position: u64) -> u64 {
         let mut cell = None;
         self.for_each_run(position..position + 1, |run| cell = Some(run.start));
+        #[allow(clippy::expect_used, reason = "a range of one position is one run")]
         cell.expect("a one-position range has one run")
     }
 

@@ -14,6 +14,8 @@ pub struct Weights {
     /// The last position with a positive weight: where a draw that rounds
     /// up to the total lands.
     last_positive: u64,
+    /// The sum of the weights: the last running sum.
+    total: f64,
 }
 
 impl Weights {
@@ -51,6 +53,7 @@ impl Weights {
         cumulative.shrink_to_fit();
         Ok(Weights {
             cumulative,
+            total,
             last_positive,
         })
     }
@@ -68,8 +71,7 @@ impl Weights {
     /// One draw: `t = unit() × total`; the result is the first position
     /// whose running sum exceeds t (so a zero weight is never drawn).
     pub(crate) fn draw(&self, rng: &mut impl RngCore) -> u64 {
-        let total = *self.cumulative.last().expect("weights are never empty");
-        let target = unit(rng) * total;
+        let target = unit(rng) * self.total;
         let position = self.cumulative.partition_point(|&sum| sum <= target) as u64;
         position.min(self.last_positive)
     }

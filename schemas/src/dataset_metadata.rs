@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request_error::decode;
+use crate::json::{decode, encode};
 use crate::RequestError;
 
 /// A listed dataset's version and size. Unknown keys are ignored, not
@@ -24,7 +24,7 @@ impl DatasetMetadata {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("dataset metadata always serialises")
+        encode(self)
     }
 }
 

@@ -7,6 +7,7 @@
 mod dataset_metadata;
 mod dataset_name;
 mod dtype;
+mod json;
 mod manifest;
 mod matrix_schema;
 mod minibatch_schema;

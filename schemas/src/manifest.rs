@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::json::encode_pretty;
 use crate::{DatasetName, IndexType, ValueType};
 
 /// Written in every manifest so that a stray JSON file is never taken for a dataset.
@@ -121,7 +122,7 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a manifest always serialises")
+        encode_pretty(self)
     }
 
     /// The checks that need nothing but the manifest itself.

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request_error::decode;
+use crate::json::{decode, encode};
 use crate::RequestError;
 
 /// The `app_metadata` of a training-stream plan. Unknown keys are ignored,
@@ -25,7 +25,7 @@ impl PlanMetadata {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("plan metadata always serialises")
+        encode(self)
     }
 }
 
@@ -44,7 +44,7 @@ impl BatchPosition {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a minibatch position always serialises")
+        encode(self)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request_error::decode;
+use crate::json::{decode, encode};
 use crate::RequestError;
 
 /// Names of the columns every minibatch may carry besides obs columns.
@@ -94,22 +94,23 @@ pub struct Transform {
 }
 
 mod defaults {
-    pub fn batch_size() -> u32 {
+    pub(super) fn batch_size() -> u32 {
         64
     }
-    pub fn block_size() -> u32 {
+    pub(super) fn block_size() -> u32 {
         16
     }
-    pub fn fetch_factor() -> u32 {
+    pub(super) fn fetch_factor() -> u32 {
         64
     }
-    pub fn partitions() -> u32 {
+    pub(super) fn partitions() -> u32 {
         1
     }
 }
 
 impl Default for StreamRequest {
     fn default() -> Self {
+        #[allow(clippy::expect_used, reason = "every key has a valid default")]
         Self::from_json(b"{}").expect("the empty request is valid")
     }
 }
@@ -124,7 +125,7 @@ impl StreamRequest {
 
     /// The request as JSON, every key present (defaults filled).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a request always serialises")
+        encode(self)
     }
 
     /// Checks what the types alone do not: keys that go together, keys that

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request_error::decode;
+use crate::json::{decode, encode};
 use crate::RequestError;
 
 /// A SQL query sent as JSON, as descriptor or ticket. Unknown keys are
@@ -28,7 +28,7 @@ impl SqlRequest {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a SQL request always serialises")
+        encode(self)
     }
 }
 

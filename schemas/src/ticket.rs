@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request_error::decode;
+use crate::json::{decode, encode};
 use crate::{RequestError, StreamRequest};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ impl StreamTicket {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a ticket always serialises")
+        encode(self)
     }
 }
 

@@ -5,6 +5,12 @@
 //! `CELLFLIGHT_FUZZ_SECONDS=60` runs new seeds for that long instead
 //! (docs/operations.md records such runs).
 
+#![allow(
+    unreachable_pub,
+    clippy::expect_used,
+    reason = "a test binary: its helper modules are pub to its tests, and a failed expectation is a failed test"
+)]
+
 use cellflight_schemas::{RequestError, StreamRequest, StreamTicket};
 use std::time::{Duration, Instant};
 

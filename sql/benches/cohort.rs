@@ -7,6 +7,12 @@
 //! temporary directory first. Each predicate is timed cold (empty cache)
 //! `RUNS` times; the median is reported, then one cached lookup.
 
+#![allow(
+    unreachable_pub,
+    clippy::expect_used,
+    reason = "a benchmark: its setup failing is a failed run"
+)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -23,7 +23,7 @@ pub(crate) struct QueryPool {
 }
 
 impl QueryPool {
-    pub fn new(shared: Arc<dyn MemoryPool>, limit: usize) -> Self {
+    pub(crate) fn new(shared: Arc<dyn MemoryPool>, limit: usize) -> Self {
         Self {
             shared,
             limit,

@@ -1,5 +1,6 @@
 //! Read-only, bounded SQL: one query statement, a row cap and a deadline.
 
+use std::fmt;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -163,13 +164,13 @@ pub(crate) async fn plan_query(
 /// in order, the form DataFusion binds.
 pub(crate) fn single_query(sql: &str) -> Result<Statement, SqlError> {
     let mut statements = DFParser::parse_sql(sql).map_err(|e| SqlError::from_datafusion(e, 0))?;
-    if statements.len() != 1 {
+    let count = statements.len();
+    let (Some(mut statement), None) = (statements.pop_front(), statements.pop_front()) else {
         return Err(SqlError::refused(
-            format!("{} statements", statements.len()),
+            format!("{count} statements"),
             "send exactly one statement per request",
         ));
-    }
-    let mut statement = statements.pop_front().expect("one statement");
+    };
     check_read_only(&statement)?;
     if let Statement::Statement(inner) = &mut statement {
         check_no_file_tables(inner)?;
@@ -276,6 +277,17 @@ pub struct BoundedStream {
     memory_bytes: usize,
     rows: usize,
     done: bool,
+}
+
+impl fmt::Debug for BoundedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedStream")
+            .field("timeout", &self.timeout)
+            .field("max_rows", &self.max_rows)
+            .field("rows", &self.rows)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BoundedStream {

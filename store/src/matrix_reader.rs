@@ -1,6 +1,7 @@
 //! `matrix.arrow` memory-mapped and read zero-copy: a run of consecutive
 //! cells is a slice of one or two stored batches, never a copy.
 
+use std::fmt;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,16 @@ pub struct Matrix {
     n_cells: u64,
 }
 
+impl fmt::Debug for Matrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Matrix")
+            .field("path", &self.path)
+            .field("n_cells", &self.n_cells)
+            .field("bytes", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Opening found a file stamped with another version than the manifest's.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct VersionMismatch {
@@ -43,8 +54,11 @@ impl Matrix {
         n_cells: u64,
     ) -> Result<Result<Self, VersionMismatch>, StoreError> {
         let file = File::open(path).map_err(StoreError::io(path))?;
-        // SAFETY: dataset files are never modified in place: a new version is
-        // written elsewhere and renamed over, so the mapped bytes stay fixed.
+        // SAFETY: relies on no process writing to or truncating the file
+        // while it is mapped. cellflight never does: a new version is written
+        // elsewhere and renamed over, and the old inode lives on while mapped,
+        // so the bytes stay fixed. A file truncated by someone else would make
+        // a read of the lost pages fault with SIGBUS.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(path))?;
         let buffer = Buffer::from(bytes::Bytes::from_owner(mmap));
         let (decoder, blocks, schema) = read_footer(&buffer).map_err(StoreError::arrow(path))?;

@@ -5,6 +5,7 @@
 //! table at once. Positioned reads (`pread`) have no shared cursor. The
 //! footer is parsed once, at open.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -82,6 +83,14 @@ impl ChunkReader for TableFile {
 pub struct PositionedReader {
     file: Arc<File>,
     position: u64,
+}
+
+impl fmt::Debug for PositionedReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PositionedReader")
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Read for PositionedReader {

@@ -27,11 +27,17 @@ pub(crate) struct Framing {
 pub(crate) struct TableWriter {
     path: PathBuf,
     framing: Framing,
-    user_schema: Option<SchemaRef>,
-    schema: Option<SchemaRef>,
-    writer: Option<ArrowWriter<File>>,
+    /// From the first rows on (or `finish`, for a table without rows).
+    open: Option<OpenTable>,
     version: String,
     rows: u64,
+}
+
+/// A table file being written, its schema fixed by its first rows.
+struct OpenTable {
+    user_schema: SchemaRef,
+    schema: SchemaRef,
+    writer: ArrowWriter<File>,
 }
 
 impl TableWriter {
@@ -39,9 +45,7 @@ impl TableWriter {
         Self {
             path: path.to_owned(),
             framing,
-            user_schema: None,
-            schema: None,
-            writer: None,
+            open: None,
             version: version.to_owned(),
             rows: 0,
         }
@@ -54,24 +58,25 @@ impl TableWriter {
         user: &RecordBatch,
         stats: Vec<ArrayRef>,
     ) -> Result<(), StoreError> {
-        if self.writer.is_none() {
-            self.start(user.schema())?;
-        }
-        self.check_same_schema(user)?;
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => self.start(user.schema())?,
+        };
+        let open = self.open.insert(open);
+        check_same_schema(&self.path, &open.user_schema, user)?;
         let mut columns = vec![id];
         columns.extend(user.columns().iter().cloned());
         columns.extend(stats);
-        let schema = self.schema.clone().expect("started above");
-        let batch = RecordBatch::try_new(schema, columns).map_err(StoreError::arrow(&self.path))?;
-        let writer = self.writer.as_mut().expect("started above");
-        writer
+        let batch = RecordBatch::try_new(open.schema.clone(), columns)
+            .map_err(StoreError::arrow(&self.path))?;
+        open.writer
             .write(&batch)
             .map_err(StoreError::parquet(&self.path))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
-    fn start(&mut self, user_schema: SchemaRef) -> Result<(), StoreError> {
+    fn start(&self, user_schema: SchemaRef) -> Result<OpenTable, StoreError> {
         self.check_user_columns(&user_schema)?;
         let framing = &self.framing;
         let mut fields = vec![Arc::new(framing.id.clone())];
@@ -88,10 +93,11 @@ impl TableWriter {
         let file = File::create(&self.path).map_err(StoreError::io(&self.path))?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
             .map_err(StoreError::parquet(&self.path))?;
-        self.writer = Some(writer);
-        self.schema = Some(schema);
-        self.user_schema = Some(user_schema);
-        Ok(())
+        Ok(OpenTable {
+            user_schema,
+            schema,
+            writer,
+        })
     }
 
     fn check_user_columns(&self, schema: &Schema) -> Result<(), StoreError> {
@@ -115,24 +121,8 @@ impl TableWriter {
         Ok(())
     }
 
-    fn check_same_schema(&self, user: &RecordBatch) -> Result<(), StoreError> {
-        let expected = self.user_schema.as_ref().expect("started");
-        if user.schema().fields() != expected.fields() {
-            return Err(StoreError::InvalidInput(format!(
-                "{} rows arrived with columns {:?} after {:?}",
-                self.table_name(),
-                user.schema().fields(),
-                expected.fields()
-            )));
-        }
-        Ok(())
-    }
-
     fn table_name(&self) -> String {
-        self.path
-            .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        table_name(&self.path)
     }
 
     pub(crate) fn rows(&self) -> u64 {
@@ -141,13 +131,33 @@ impl TableWriter {
 
     /// Closes the file; a table that got no rows is written with `empty_user_schema`.
     pub(crate) fn finish(mut self, empty_user_schema: SchemaRef) -> Result<File, StoreError> {
-        if self.writer.is_none() {
-            self.start(empty_user_schema)?;
-        }
-        let writer = self.writer.take().expect("started above");
-        let file = writer
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => self.start(empty_user_schema)?,
+        };
+        let file = open
+            .writer
             .into_inner()
             .map_err(StoreError::parquet(&self.path))?;
         Ok(file)
     }
+}
+
+fn table_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every batch of a table has the columns of its first.
+fn check_same_schema(path: &Path, expected: &Schema, user: &RecordBatch) -> Result<(), StoreError> {
+    if user.schema().fields() != expected.fields() {
+        return Err(StoreError::InvalidInput(format!(
+            "{} rows arrived with columns {:?} after {:?}",
+            table_name(path),
+            user.schema().fields(),
+            expected.fields()
+        )));
+    }
+    Ok(())
 }

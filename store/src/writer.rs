@@ -1,6 +1,7 @@
 //! [`DatasetWriter`]: streams cells (expression rows and obs rows together)
 //! into a hidden staging directory, then publishes it atomically.
 
+use std::fmt;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,17 @@ pub struct DatasetWriter {
     row: RowScratch,
 }
 
+impl fmt::Debug for DatasetWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatasetWriter")
+            .field("target", &self.target)
+            .field("version", &self.version)
+            .field("cells", &self.cells.rows())
+            .field("nnz", &self.nnz)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One cell's entries after zeros are dropped, reused across cells.
 #[derive(Default)]
 struct RowScratch {
@@ -169,11 +181,7 @@ impl DatasetWriter {
                 check_same_len("statistics", n_genes.len(), totals.len())?;
                 (n_genes.to_vec(), totals.to_vec())
             }
-            (CellRows::Expression(_), false) => {
-                return Err(StoreError::InvalidInput(
-                    "expression rows given to an obs-only dataset".into(),
-                ))
-            }
+            (CellRows::Expression(_), false) => return Err(expression_without_matrix()),
             (CellRows::StatisticsOnly { .. }, true) => {
                 return Err(StoreError::InvalidInput(
                     "statistics without expression rows given to a dataset with a matrix".into(),
@@ -204,7 +212,7 @@ impl DatasetWriter {
             n_genes.push(self.row.indices.len() as u32);
             totals.push(self.row.values.iter().sum());
             self.nnz += self.row.indices.len() as u64;
-            let matrix = self.matrix.as_mut().expect("checked by the caller");
+            let matrix = self.matrix.as_mut().ok_or_else(expression_without_matrix)?;
             matrix.push_cell(&self.row.indices, &self.row.values)?;
         }
         Ok((n_genes, totals))
@@ -295,6 +303,10 @@ impl DatasetWriter {
         self.staging.publish(&self.target, self.mode)?;
         Ok(manifest)
     }
+}
+
+fn expression_without_matrix() -> StoreError {
+    StoreError::InvalidInput("expression rows given to an obs-only dataset".into())
 }
 
 fn finish_matrix(writer: MatrixWriter, path: &Path) -> Result<MatrixLayout, StoreError> {

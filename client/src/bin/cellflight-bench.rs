@@ -292,7 +292,9 @@ impl FlightService for Replay {
     /// Every ticket gets the schema and dictionaries, then the same
     /// minibatch forever (cloning FlightData only bumps reference counts).
     async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let (batch, preamble) = self.messages.split_last().expect("a minibatch was taken");
+        let Some((batch, preamble)) = self.messages.split_last() else {
+            return Err(Status::internal("the replay server holds no minibatch"));
+        };
         let preamble: Vec<FlightData> = preamble.to_vec();
         let preamble = futures::stream::iter(preamble.into_iter().map(Ok));
         let batches = futures::stream::repeat(batch.clone()).map(Ok);

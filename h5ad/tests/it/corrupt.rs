@@ -15,14 +15,13 @@ fn message(name: &str, error: H5adError) -> String {
 }
 
 fn open_error(name: &str) -> H5adError {
-    H5ad::open(&fixture(name)).err().expect("open fails")
+    H5ad::open(&fixture(name)).expect_err("open fails")
 }
 
 fn x_error(name: &str) -> String {
     let error = open_fixture(name)
         .matrix(&MatrixSelection::X)
-        .err()
-        .expect("matrix() fails");
+        .expect_err("matrix() fails");
     message(name, error)
 }
 

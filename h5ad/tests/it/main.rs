@@ -4,6 +4,12 @@
 //! They are modules of one test binary, so the crate and its dependencies
 //! are linked once rather than once a file.
 
+#![allow(
+    unreachable_pub,
+    clippy::expect_used,
+    reason = "a test binary: its helper modules are pub to its tests, and a failed expectation is a failed test"
+)]
+
 mod common;
 mod corrupt;
 mod fixtures_dataframe;
