@@ -12,15 +12,15 @@ source scripts/build-env.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
-
-step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-
-step "cargo test"
-cargo build --workspace --all-targets --locked
-cargo test --workspace --locked
+step "no test reads outside the clone"
+# The project is developed with a directory of data and notes beside the
+# clone; a user's clone has nothing beside it, so nothing here may refer to
+# it (the real test files come from tests/data/fetch_real_files.py).
+sibling='\.\./+shared|["]shared["]|shared/(data|notes|seed)'
+if grep -rInE --exclude-dir=.git --exclude-dir=target "$sibling" . ; then
+    echo "the lines above refer to a directory beside the clone; use the fetched test data (tests/data/README.md)" >&2
+    exit 1
+fi
 
 step "python venv ($cache/venv)"
 venv="$cache/venv"
@@ -37,6 +37,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     "$venv/bin/pip" install --quiet -r tests/requirements.txt
     echo "$wanted" > "$stamp"
 fi
+
+step "real .h5ad test files ($cache/test-data)"
+CELLFLIGHT_TEST_DATA="$("$venv/bin/python" tests/data/fetch_real_files.py "$cache/test-data")"
+export CELLFLIGHT_TEST_DATA
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked
 
 step "pytest"
 export CELLFLIGHT_BIN="$CARGO_TARGET_DIR/debug/cellflight"

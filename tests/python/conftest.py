@@ -1,20 +1,31 @@
 """Fixtures of the end-to-end suite: the real `cellflight` binary and the
-real .h5ad files in shared/data beside the repository."""
+real .h5ad files in the directory CELLFLIGHT_TEST_DATA names (fetched by
+scripts/test.sh; see tests/data/README.md)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from cli import REPO, Cellflight, binary_path
 
-DATA_DIR = REPO.parent / "shared" / "data"
+HOW_TO_FETCH = (
+    "scripts/test.sh fetches them; to run the tests alone: export "
+    'CELLFLIGHT_TEST_DATA="$(python3 tests/data/fetch_real_files.py ~/.cache/cellflight/test-data)"'
+)
+
+
+def real_files_dir() -> Path | None:
+    """Where the real .h5ad files are, if the environment says."""
+    value = os.environ.get("CELLFLIGHT_TEST_DATA")
+    return Path(value) if value else None
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that run the binary are marked `binary`; if it is missing the
-    whole run stops with an error (never skips)."""
+    """Tests that run the binary are marked `binary`; if it or the real
+    files are missing the whole run stops with one error (never skips)."""
     needing = [item for item in items if "cellflight" in getattr(item, "fixturenames", ())]
     for item in needing:
         item.add_marker(pytest.mark.binary)
@@ -23,6 +34,12 @@ def pytest_collection_modifyitems(config, items):
         pytest.exit(
             f"the cellflight binary is missing: {exe} ({len(needing)} tests need it). Build it with "
             "`cargo build -p cellflight` (honours CARGO_TARGET_DIR) or point CELLFLIGHT_BIN at it.",
+            returncode=1,
+        )
+    reading = sum("data_file" in getattr(item, "fixturenames", ()) for item in items)
+    if reading and real_files_dir() is None:
+        pytest.exit(
+            f"CELLFLIGHT_TEST_DATA is not set ({reading} tests read the real .h5ad files): {HOW_TO_FETCH}",
             returncode=1,
         )
 
@@ -37,12 +54,12 @@ def cellflight() -> Cellflight:
 
 @pytest.fixture(scope="session")
 def data_file():
-    """Path of a real file in shared/data; a missing one fails the test."""
+    """Path of a real .h5ad file; a missing one fails the test."""
 
     def path(name: str) -> Path:
-        p = DATA_DIR / name
+        p = real_files_dir() / name
         if not p.is_file():
-            pytest.fail(f"missing test data {p} (shared/ must sit beside the repository)")
+            pytest.fail(f"{p} is missing: {HOW_TO_FETCH}")
         return p
 
     return path

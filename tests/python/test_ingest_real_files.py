@@ -1,4 +1,4 @@
-"""`cellflight ingest` of the real files in shared/data: the dataset holds
+"""`cellflight ingest` of the real .h5ad files (tests/data/README.md): the dataset holds
 exactly what anndata reads from each of them."""
 
 import pytest

@@ -9,9 +9,17 @@ use arrow_array::{Array, RecordBatch};
 use cellflight_h5ad::H5ad;
 use cellflight_schemas::Categorical;
 
-/// A real file from shared/data (read-only, next to the repository).
+/// A real file, from the directory `CELLFLIGHT_TEST_DATA` names (fetched
+/// by `scripts/test.sh`; see tests/data/README.md).
 pub fn real(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")).join(name)
+    let how = "scripts/test.sh fetches them; to run these tests alone: export \
+        CELLFLIGHT_TEST_DATA=\"$(python3 tests/data/fetch_real_files.py ~/.cache/cellflight/test-data)\"";
+    let Some(dir) = std::env::var_os("CELLFLIGHT_TEST_DATA") else {
+        panic!("CELLFLIGHT_TEST_DATA is not set, so the real .h5ad files are not found: {how}");
+    };
+    let path = PathBuf::from(dir).join(name);
+    assert!(path.is_file(), "{} is missing: {how}", path.display());
+    path
 }
 
 /// A fixture written by tests/fixtures/make_fixtures.py.
