@@ -149,12 +149,26 @@ impl Client {
     }
 
     /// The minibatches of the partition `ticket` names, from its
-    /// `start_batch` on.
-    pub async fn stream(&mut self, ticket: &StreamTicket) -> Result<MinibatchStream, ClientError> {
-        let ticket = Ticket::new(ticket.to_json());
-        let messages = self.flight.do_get(ticket).await?.into_inner();
+    /// `start_batch` on, to the last of the plan's `batches_per_partition`.
+    /// A stream that skips a batch or ends before its last one yields an
+    /// error ([`ClientError::IncompleteStream`]), never a quiet end.
+    pub async fn stream(
+        &mut self,
+        ticket: &StreamTicket,
+        batches_per_partition: u64,
+    ) -> Result<MinibatchStream, ClientError> {
+        let expected = ExpectedBatches {
+            partition: ticket.partition,
+            next: ticket.start_batch,
+            end: batches_per_partition,
+        };
+        let messages = self
+            .flight
+            .do_get(Ticket::new(ticket.to_json()))
+            .await?
+            .into_inner();
         let decoder = FlightDataDecoder::new(messages.map_err(Into::into));
-        Ok(decoder
+        let minibatches = decoder
             .filter_map(|message| async move {
                 match message {
                     Err(error) => Some(Err(ClientError::from(error))),
@@ -166,7 +180,58 @@ impl Client {
                     },
                 }
             })
-            .boxed())
+            .boxed();
+        Ok(expected.check(minibatches))
+    }
+}
+
+/// The batches a partition's stream must deliver, in order: a server
+/// that fails mid-stream must not pass for one that finished.
+#[derive(Debug, Clone, Copy)]
+struct ExpectedBatches {
+    partition: u32,
+    next: u64,
+    end: u64,
+}
+
+impl ExpectedBatches {
+    /// `minibatches`, each checked to be the next expected, then an error
+    /// if they stopped before the last.
+    fn check(self, minibatches: MinibatchStream) -> MinibatchStream {
+        futures::stream::unfold(
+            (minibatches, Some(self)),
+            |(mut minibatches, expected)| async move {
+                let mut expected = expected?;
+                let item = match minibatches.next().await {
+                    Some(Ok(minibatch)) => expected.take(minibatch),
+                    Some(Err(error)) => Err(error),
+                    None if expected.next >= expected.end => return None,
+                    None => Err(expected.incomplete()),
+                };
+                let ended = item.is_err();
+                Some((item, (minibatches, (!ended).then_some(expected))))
+            },
+        )
+        .boxed()
+    }
+
+    fn take(&mut self, minibatch: Minibatch) -> Result<Minibatch, ClientError> {
+        if (minibatch.partition, minibatch.batch) != (self.partition, self.next) {
+            return Err(ClientError::Protocol(format!(
+                "partition {} batch {} arrived where partition {} batch {} was due",
+                minibatch.partition, minibatch.batch, self.partition, self.next
+            )));
+        }
+        self.next += 1;
+        Ok(minibatch)
+    }
+
+    fn incomplete(&self) -> ClientError {
+        ClientError::IncompleteStream {
+            partition: self.partition,
+            next: self.next,
+            end: self.end,
+        }
     }
 }
 
@@ -257,6 +322,73 @@ mod tests {
         let error = epoch_plan(info).unwrap_err();
         assert!(
             matches!(&error, ClientError::Protocol(m) if m.starts_with("FlightInfo app_metadata: invalid plan metadata") && m.contains("`batches_per_partition`")),
+            "{error}"
+        );
+    }
+
+    fn minibatches(batches: &[u64]) -> MinibatchStream {
+        let data = RecordBatch::new_empty(std::sync::Arc::new(Schema::empty()));
+        let items: Vec<_> = batches
+            .iter()
+            .map(|&batch| {
+                Ok(Minibatch {
+                    partition: 2,
+                    batch,
+                    data: data.clone(),
+                })
+            })
+            .collect();
+        futures::stream::iter(items).boxed()
+    }
+
+    async fn checked(batches: &[u64], start: u64, end: u64) -> Vec<Result<u64, ClientError>> {
+        let expected = ExpectedBatches {
+            partition: 2,
+            next: start,
+            end,
+        };
+        expected
+            .check(minibatches(batches))
+            .map(|minibatch| minibatch.map(|m| m.batch))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_reaches_its_last_batch_ends_quietly() {
+        let batches = checked(&[3, 4, 5], 3, 6).await;
+        assert_eq!(
+            batches.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_early_ends_with_an_error_saying_where_to_resume() {
+        let batches = checked(&[0, 1], 0, 4).await;
+        assert_eq!(batches.len(), 3);
+        let error = batches[2].as_ref().unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::IncompleteStream {
+                    partition: 2,
+                    next: 2,
+                    end: 4
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("resume from start_batch 2"));
+    }
+
+    #[tokio::test]
+    async fn a_skipped_batch_is_a_protocol_violation_and_ends_the_stream() {
+        let batches = checked(&[0, 2, 3], 0, 4).await;
+        assert_eq!(batches.len(), 2, "nothing after the violation");
+        let error = batches[1].as_ref().unwrap_err();
+        assert!(
+            matches!(error, ClientError::Protocol(m) if m.contains("batch 2 arrived where partition 2 batch 1 was due")),
             "{error}"
         );
     }

@@ -15,6 +15,10 @@ pub enum ClientError {
     /// The server answered with an error status (its code and message).
     #[error("the server refused: {0}")]
     Status(#[from] tonic::Status),
+    /// A partition's stream ended without an error before its last batch:
+    /// the epoch would silently miss cells. Resume it from `next`.
+    #[error("the stream of partition {partition} ended before batch {next} of its {end}; resume from start_batch {next}")]
+    IncompleteStream { partition: u32, next: u64, end: u64 },
     /// The server's answer does not follow docs/protocol.md.
     #[error("protocol violation: {0}")]
     Protocol(String),

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
-use cellflight_client::{Client, ClientError, Minibatch};
+use cellflight_client::{Client, ClientError, EpochPlan, Minibatch};
 use cellflight_flight::{Server, ServiceConfig};
 use cellflight_schemas::{StreamRequest, StreamTicket};
 use cellflight_store::Dataset;
@@ -19,9 +19,9 @@ fn request(json: &str) -> StreamRequest {
     StreamRequest::from_json(json.as_bytes()).unwrap()
 }
 
-async fn read(client: &mut Client, ticket: &StreamTicket) -> Vec<Minibatch> {
+async fn read(client: &mut Client, plan: &EpochPlan, ticket: &StreamTicket) -> Vec<Minibatch> {
     client
-        .stream(ticket)
+        .stream(ticket, plan.batches_per_partition)
         .await
         .unwrap()
         .try_collect()
@@ -60,7 +60,7 @@ async fn an_epoch_over_every_partition_holds_each_cohort_cell_once() {
         .unwrap();
     let mut real = Vec::new();
     for (partition, ticket) in plan.tickets.iter().enumerate() {
-        let minibatches = read(&mut client, ticket).await;
+        let minibatches = read(&mut client, &plan, ticket).await;
         assert_eq!(minibatches.len() as u64, plan.batches_per_partition);
         for (k, m) in minibatches.iter().enumerate() {
             assert_eq!((m.partition, m.batch), (partition as u32, k as u64));
@@ -99,12 +99,15 @@ async fn a_resumed_partition_is_the_suffix_of_the_full_one() {
         ))
         .await
         .unwrap();
-    let full = rows(&read(&mut client, &plan.tickets[0]).await);
+    let full = rows(&read(&mut client, &plan, &plan.tickets[0]).await);
     let resumed = StreamTicket {
         start_batch: 13,
         ..plan.tickets[0].clone()
     };
-    assert_eq!(rows(&read(&mut client, &resumed).await), full[13 * 16..]);
+    assert_eq!(
+        rows(&read(&mut client, &plan, &resumed).await),
+        full[13 * 16..]
+    );
     server.stop().await;
 }
 
@@ -152,8 +155,8 @@ async fn a_unix_socket_serves_the_same_stream() {
         .unwrap();
     let plan = local.plan(&request).await.unwrap();
     assert_eq!(
-        rows(&read(&mut local, &plan.tickets[0]).await),
-        rows(&read(&mut tcp, &plan.tickets[0]).await)
+        rows(&read(&mut local, &plan, &plan.tickets[0]).await),
+        rows(&read(&mut tcp, &plan, &plan.tickets[0]).await)
     );
     unix.abort();
     server.stop().await;

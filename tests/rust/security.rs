@@ -101,7 +101,7 @@ async fn a_grant_holds_for_requests_tickets_and_sql_reaching_another_dataset() {
         .await
         .unwrap();
     let cells: usize = alice
-        .stream(&plan.tickets[0])
+        .stream(&plan.tickets[0], plan.batches_per_partition)
         .await
         .unwrap()
         .map_ok(|minibatch| minibatch.data.num_rows())
@@ -130,7 +130,11 @@ async fn a_grant_holds_for_requests_tickets_and_sql_reaching_another_dataset() {
         .plan(&request(r#"{"dataset": "beta"}"#))
         .await
         .unwrap();
-    let status = refusal(alice.stream(&beta.tickets[0]).await);
+    let status = refusal(
+        alice
+            .stream(&beta.tickets[0], beta.batches_per_partition)
+            .await,
+    );
     assert_eq!(status.code(), Code::PermissionDenied, "{status}");
     server.stop().await;
 }

@@ -158,7 +158,9 @@ async fn measure(
                     ..request.clone()
                 };
                 let plan = client.plan(&epoch_request).await?;
-                let mut minibatches = client.stream(&plan.tickets[partition]).await?;
+                let mut minibatches = client
+                    .stream(&plan.tickets[partition], plan.batches_per_partition)
+                    .await?;
                 while let Some(minibatch) = minibatches.next().await {
                     if tally.stop.load(Ordering::Relaxed) {
                         return Ok(());
