@@ -1,6 +1,7 @@
 """Faults: a server killed with SIGKILL mid-epoch and started again (or
 another server of the same dataset) serves the rest of the epoch from the
-Python client's resume point, exactly."""
+Python client's resume point, exactly; a stream cut short without an error
+is noticed by the client."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import client_helpers  # noqa: F401  (the package of this checkout)
 import cellflight as cf
 import numpy as np
+import pyarrow.flight as flight
 import pytest
 
 from test_serve import start, stop
@@ -48,3 +50,43 @@ def test_a_killed_server_restarted_serves_the_rest_of_the_epoch_from_the_resume_
         assert stop(restarted) == 0
     assert len(seen) == N_CELLS, "no cell twice, none missing"
     assert np.array_equal(np.sort(seen), np.arange(N_CELLS))
+
+
+class TruncatingProxy(flight.FlightServerBase):
+    """Stands between the client and a real server and ends every stream
+    quietly (no error) after `keep` batches: a broken proxy or replica the
+    client must not take for a finished epoch."""
+
+    def __init__(self, upstream: str, keep: int):
+        super().__init__("grpc://127.0.0.1:0")
+        self.upstream, self.keep = flight.connect(upstream), keep
+
+    def get_flight_info(self, context, descriptor):
+        return self.upstream.get_flight_info(descriptor)
+
+    def do_get(self, context, ticket):
+        reader = self.upstream.do_get(ticket)
+        schema = reader.schema
+
+        def first_batches():
+            for _ in range(self.keep):
+                chunk = reader.read_chunk()
+                yield chunk.data, chunk.app_metadata
+            reader.cancel()
+
+        return flight.GeneratorStream(schema, first_batches())
+
+
+def test_a_stream_that_ends_early_without_an_error_raises_naming_the_resume_point(cellflight, dataset):
+    server, address = start(cellflight, dataset)
+    try:
+        with TruncatingProxy(address, keep=3) as proxy:
+            batches = []
+            with pytest.raises(cf.IncompleteStream) as raised:
+                for batch in cf.connect(f"grpc://127.0.0.1:{proxy.port}").loader("cells", batch_size=50):
+                    batches.append(batch.index)
+            assert batches == [0, 1, 2]
+            assert raised.value.code == "DATA_LOSS"
+            assert "partition 0 ended before batch 3 of its 60; resume from start_batch 3" in raised.value.message
+    finally:
+        assert stop(server) == 0

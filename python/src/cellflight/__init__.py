@@ -16,6 +16,7 @@ from .errors import (
     CellflightError,
     DeadlineExceeded,
     FailedPrecondition,
+    IncompleteStream,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -30,6 +31,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "Cancelled", "CellflightError", "Client", "DatasetInfo", "DeadlineExceeded", "FailedPrecondition",
-    "InvalidArgument", "Loader", "NotFound", "PermissionDenied", "ResourceExhausted", "Unauthenticated", "Unavailable",
-    "Unimplemented", "connect",
+    "IncompleteStream", "InvalidArgument", "Loader", "NotFound", "PermissionDenied", "ResourceExhausted",
+    "Unauthenticated", "Unavailable", "Unimplemented", "connect",
 ]

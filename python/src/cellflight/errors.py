@@ -91,6 +91,14 @@ class Cancelled(CellflightError):
     code = "CANCELLED"
 
 
+class IncompleteStream(CellflightError):
+    """A partition's stream ended without an error before its last batch,
+    or skipped one (checked by the client, whatever the server): the
+    message says from which start_batch to resume."""
+
+    code = "DATA_LOSS"
+
+
 _CLASSES = {
     cls.code: cls
     for cls in (

@@ -17,7 +17,7 @@ import pyarrow.flight as flight
 
 from . import client as _client
 from .client import Client, _call, as_client, check_dataset_name
-from .errors import translate
+from .errors import IncompleteStream, translate
 
 FORMATS = ("csr", "dense")
 # Columns of the stream that are not obs columns.
@@ -189,13 +189,46 @@ class _Failed:
         self.error = error
 
 
+@dataclass(frozen=True)
+class Stream:
+    """One partition to read: its ticket, and the batches it must deliver
+    (from the ticket's start_batch to the plan's batches_per_partition)."""
+
+    ticket: flight.Ticket
+    partition: int
+    batches: range
+
+
+def check_position(stream: Stream, expected: int, metadata: dict) -> int:
+    """The next batch due after one with `metadata`, which must be batch
+    `expected` of `stream`'s partition."""
+    position = (metadata.get("partition"), metadata.get("batch"))
+    if position != (stream.partition, expected):
+        raise IncompleteStream(
+            f"partition {position[0]} batch {position[1]} arrived where partition "
+            f"{stream.partition} batch {expected} was due"
+        )
+    return expected + 1
+
+
+def check_ended(stream: Stream, next_batch: int) -> None:
+    """A stream that ended without an error must have sent its last batch:
+    otherwise the epoch would silently miss cells."""
+    if next_batch < stream.batches.stop:
+        raise IncompleteStream(
+            f"the stream of partition {stream.partition} ended before batch {next_batch} "
+            f"of its {stream.batches.stop}; resume from start_batch {next_batch}"
+        )
+
+
 class _StreamReader(threading.Thread):
     """Reads one endpoint on its own connection into a bounded queue,
-    converting each record batch with `convert` on the way."""
+    converting each record batch with `convert` on the way, and checking
+    that its batches come in order up to the last."""
 
-    def __init__(self, client: Client, ticket: flight.Ticket, convert: Callable, depth: int, stop: threading.Event):
+    def __init__(self, client: Client, stream: Stream, convert: Callable, depth: int, stop: threading.Event):
         super().__init__(daemon=True, name="cellflight-stream")
-        self.client, self.ticket, self.convert = client, ticket, convert
+        self.client, self.stream, self.convert = client, stream, convert
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self.stop = stop
         self.reader = None
@@ -213,13 +246,16 @@ class _StreamReader(threading.Thread):
     def run(self):
         try:
             self.connection = self.client.new_flight_client()
-            self.reader = self.connection.do_get(self.ticket)
+            self.reader = self.connection.do_get(self.stream.ticket)
+            next_batch = self.stream.batches.start
             while not self.stop.is_set():
                 try:
                     chunk = self.reader.read_chunk()
                 except StopIteration:
+                    check_ended(self.stream, next_batch)
                     break
                 metadata = json.loads(chunk.app_metadata.to_pybytes())
+                next_batch = check_position(self.stream, next_batch, metadata)
                 if not self.put(self.convert(chunk.data, metadata)):
                     return
             self.put(_END)
@@ -242,14 +278,14 @@ class _StreamReader(threading.Thread):
                 pass
 
 
-def read_streams(client: Client, tickets: Sequence[flight.Ticket], convert: Callable, prefetch: int) -> Iterator[Any]:
-    """Every batch of every ticket's stream, read concurrently (one thread
+def read_streams(client: Client, streams: Sequence[Stream], convert: Callable, prefetch: int) -> Iterator[Any]:
+    """Every batch of every stream, read concurrently (one thread
     and connection per ticket, at most `prefetch` converted batches waiting
     in all), handed out round-robin across streams: stream 0's first batch,
     stream 1's first, ..., so the order does not depend on timing."""
     stop = threading.Event()
-    depth = max(1, math.ceil(prefetch / max(1, len(tickets))))
-    readers = [_StreamReader(client, t, convert, depth, stop) for t in tickets]
+    depth = max(1, math.ceil(prefetch / max(1, len(streams))))
+    readers = [_StreamReader(client, stream, convert, depth, stop) for stream in streams]
     _client._open_streams[0] += 1
     for reader in readers:
         reader.start()
@@ -431,9 +467,13 @@ class Loader:
 
     # --- iteration --------------------------------------------------------------
 
-    def tickets(self) -> list[flight.Ticket]:
-        endpoints = self.plan().endpoints
-        return [ticket_at(endpoints[p].ticket, self.start_batches.get(p, 0)) for p in self.read]
+    def streams(self) -> list[Stream]:
+        endpoints, end = self.plan().endpoints, self.batches_per_partition
+        streams = []
+        for p in self.read:
+            start = self.start_batches.get(p, 0)
+            streams.append(Stream(ticket_at(endpoints[p].ticket, start), p, range(start, end)))
+        return streams
 
     def _converter(self) -> Callable:
         n_genes, epoch, convert = self.n_genes, self.epoch, self.convert
@@ -445,4 +485,4 @@ class Loader:
         return run
 
     def __iter__(self) -> Iterator[Batch]:
-        return read_streams(self.client, self.tickets(), self._converter(), self.prefetch)
+        return read_streams(self.client, self.streams(), self._converter(), self.prefetch)
