@@ -21,6 +21,14 @@ Starts `cellflight serve` (release build) on a generated Tahoe-like dataset
 
 Generates the dataset (1M cells × 62,710 genes) if the directory does not
 exist. Writes JSON (--out) and prints a markdown table.
+
+With `--baseline DIR` (another build's release binaries, e.g. the previous
+commit's), it runs only a regression check instead: pyarrow at batch 64,
+block 16, fetch 64, one stream, against a server of each build in turn,
+alternating for `--rounds` rounds, and reports the medians and their ratio.
+
+    python benches/stream.py --bin NEW/release --baseline OLD/release \
+        --dataset /tmp/cf-bench/tahoe_1m --out /tmp/stream-regression.json
 """
 
 from __future__ import annotations
@@ -215,11 +223,15 @@ def main():
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks-stream.json"))
+    parser.add_argument("--baseline", type=Path, help="directory of another build's cellflight: a regression check only")
+    parser.add_argument("--rounds", type=int, default=3, help="with --baseline: rounds of each build")
     args = parser.parse_args()
     cellflight, bench = args.bin / "cellflight", args.bin / "cellflight-bench"
     if not args.dataset.exists():
         subprocess.run([str(cellflight), "generate", str(args.dataset), "--cells", str(args.cells)], check=True)
     subprocess.run(["cat", str(args.dataset / "matrix.arrow")], check=True, stdout=subprocess.DEVNULL)
+    if args.baseline is not None:
+        return regression_check(args)
     plate, drug = labels(args.dataset, "plate"), labels(args.dataset, "drug")
     server, address = start([str(cellflight), "serve", "--data", str(args.dataset), "--listen", "127.0.0.1:0"])
     w, s = args.warmup, args.seconds
@@ -260,6 +272,34 @@ def main():
     results.extend(measure_cold(cellflight, args.dataset, plate, drug))
     args.out.write_text(json.dumps({"machine": machine(), "dataset": str(args.dataset), "results": results}, indent=2) + "\n")
     print_table(results, plate, drug)
+
+
+def regression_check(args) -> None:
+    """pyarrow at block 16 / fetch 64 against a server of `--baseline`, then
+    one of `--bin`, alternating, so that both see the same machine state (the
+    entropies check that both builds sample alike)."""
+    request = {"batch_size": 64, "block_size": 16, "fetch_factor": 64, "partitions": 1}
+    builds = {"baseline": args.baseline / "cellflight", "new": args.bin / "cellflight"}
+    plate, drug = labels(args.dataset, "plate"), labels(args.dataset, "drug")
+    rounds = {name: [] for name in builds}
+    for _ in range(args.rounds):
+        for name, exe in builds.items():
+            server, address = start([str(exe), "serve", "--data", str(args.dataset), "--listen", "127.0.0.1:0"])
+            try:
+                result = measure_pyarrow(address, request, args.warmup, args.seconds, plate, drug)
+            finally:
+                server.terminate()
+                server.wait()
+            rounds[name].append(result["cells_per_s"])
+            print(json.dumps({"build": name, **result}), flush=True)
+    medians = {name: float(np.median(values)) for name, values in rounds.items()}
+    report = {
+        "machine": machine(), "dataset": str(args.dataset), "request": request, "builds": {k: str(v) for k, v in builds.items()},
+        "cells_per_s": rounds, "median": medians, "ratio_new_to_baseline": medians["new"] / medians["baseline"],
+    }  # fmt: skip
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"median cells/s: baseline {medians['baseline']:,.0f}, new {medians['new']:,.0f}, "
+          f"ratio {report['ratio_new_to_baseline']:.3f}")  # fmt: skip
 
 
 def measure_cold(cellflight: Path, dataset: Path, plate, drug) -> list[dict]:
