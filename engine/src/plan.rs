@@ -25,6 +25,10 @@ use crate::rows::{MappedMatrix, RowSource};
 /// Largest minibatch a request may ask for, in the worst case.
 pub const MAX_MINIBATCH_BYTES: u64 = 64 << 20;
 
+/// Largest FlightInfo a plan may answer: its tickets together (each holds
+/// the whole request, so that any replica can serve it alone).
+pub const MAX_PLAN_TICKET_BYTES: u64 = 64 << 20;
+
 /// A planned stream: what [`Engine::partition`] serves.
 #[derive(Debug)]
 pub struct Plan {
@@ -47,6 +51,7 @@ impl Plan {
         // Tickets name the dataset: on a server with another default
         // dataset they still mean the same stream.
         request.dataset = Some(manifest.name.to_string());
+        check_ticket_bytes(&request, &manifest.version)?;
         let (Some(matrix), Some(rows)) = (&manifest.matrix, MappedMatrix::of(dataset.clone()))
         else {
             return Err(EngineError::NoMatrix {
@@ -170,6 +175,26 @@ async fn obs_columns(
         obs.push(read);
     }
     Ok(obs)
+}
+
+/// Refuses a plan whose tickets would add up to more than
+/// [`MAX_PLAN_TICKET_BYTES`], before any ticket is made.
+fn check_ticket_bytes(request: &StreamRequest, version: &str) -> Result<(), EngineError> {
+    let ticket = StreamTicket {
+        request: request.clone(),
+        partition: request.partitions.saturating_sub(1),
+        dataset_version: version.to_owned(),
+        start_batch: 0,
+    };
+    let ticket_bytes = ticket.to_json().len() as u64;
+    let total = u64::from(request.partitions) * ticket_bytes;
+    if total > MAX_PLAN_TICKET_BYTES {
+        return Err(EngineError::Unservable(format!(
+            "{} partitions of {ticket_bytes}-byte tickets make {total} bytes of tickets, above the {MAX_PLAN_TICKET_BYTES}-byte limit of a plan; use fewer partitions or a shorter query",
+            request.partitions
+        )));
+    }
+    Ok(())
 }
 
 fn check_batch_bytes(layout: &MinibatchLayout, batch_size: u32) -> Result<(), EngineError> {

@@ -140,3 +140,19 @@ async fn a_row_source_panic_ends_the_partition_with_an_error_not_silence() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_plan_whose_tickets_would_exceed_the_limit_is_refused_naming_both_figures() {
+    let root = tempfile::tempdir().unwrap();
+    let engine = engine(&root);
+    let query = "cell_id >= 0 AND ".repeat(200) + "cell_id >= 0";
+    let json = format!(r#"{{"partitions": 65536, "query": "{query}"}}"#);
+    let request = StreamRequest::from_json(json.as_bytes()).unwrap();
+    let error = engine.plan(&Caller::anyone(), request).await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("65536 partitions of "), "{message}");
+    assert!(
+        message.contains("above the 67108864-byte limit of a plan"),
+        "{message}"
+    );
+}

@@ -28,7 +28,7 @@ pub use matrix_schema::{matrix_schema, INDICES_COLUMN, VALUES_COLUMN};
 pub use minibatch_schema::{minibatch_schema, MinibatchLayout, N_GENES_METADATA_KEY};
 pub use plan_metadata::{BatchPosition, PlanMetadata};
 pub use request::{
-    Format, Sampling, StreamRequest, Transform, CELL_ID_COLUMN, IS_PADDING_COLUMN,
+    bounds, Format, Sampling, StreamRequest, Transform, CELL_ID_COLUMN, IS_PADDING_COLUMN,
     RESERVED_COLUMNS, X_COLUMN,
 };
 pub use request_error::RequestError;

@@ -11,6 +11,32 @@ pub const CELL_ID_COLUMN: &str = "cell_id";
 pub const X_COLUMN: &str = "x";
 pub const IS_PADDING_COLUMN: &str = "is_padding";
 
+/// The upper bound of each request key (docs/protocol.md). They are checked
+/// when a request is read, before anything is sized by its values: a
+/// shared server must not let one request ask for billions of endpoints.
+pub mod bounds {
+    /// Cells per minibatch.
+    pub const BATCH_SIZE: u32 = 1 << 16;
+    /// Consecutive cohort cells read together.
+    pub const BLOCK_SIZE: u32 = 1 << 20;
+    /// Minibatches per fetch.
+    pub const FETCH_FACTOR: u32 = 1 << 12;
+    /// Cells of one fetch (`batch_size × fetch_factor`): the sampler holds
+    /// a few words a cell of each fetch, and the engine its rows.
+    pub const FETCH_CELLS: u64 = 1 << 22;
+    /// Endpoints of a plan (DDP ranks × loader workers).
+    pub const PARTITIONS: u32 = 1 << 16;
+    /// Draws of a weighted epoch.
+    pub const NUM_SAMPLES: u64 = 1 << 31;
+    /// Names in `genes` (Tahoe-100M has 62,710 genes).
+    pub const GENES: usize = 1 << 20;
+    /// Names in `obs_columns`.
+    pub const OBS_COLUMNS: usize = 1 << 10;
+    /// Bytes of SQL text (`query`, `genes_query`, `weights`, and SQL
+    /// statements): room for `cell_id IN (…)` with 100,000 ids and more.
+    pub const SQL_BYTES: usize = 4 << 20;
+}
+
 /// The JSON command of `GetFlightInfo` for a training stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +157,7 @@ impl StreamRequest {
     /// Checks what the types alone do not: keys that go together, keys that
     /// exclude each other, names that would clash in the output.
     pub fn validate(&self) -> Result<(), RequestError> {
+        self.validate_bounds()?;
         self.validate_sampling()?;
         self.validate_genes()?;
         self.validate_obs_columns()?;
@@ -138,6 +165,75 @@ impl StreamRequest {
             transform.validate()?;
         }
         Ok(())
+    }
+
+    /// Every key within [`bounds`]; the error names the key, its bound and
+    /// the value sent.
+    fn validate_bounds(&self) -> Result<(), RequestError> {
+        let text_len = |text: &Option<String>| text.as_ref().map_or(0, String::len) as u64;
+        let keys = [
+            (
+                "batch_size",
+                u64::from(self.batch_size),
+                u64::from(bounds::BATCH_SIZE),
+            ),
+            (
+                "block_size",
+                u64::from(self.block_size),
+                u64::from(bounds::BLOCK_SIZE),
+            ),
+            (
+                "fetch_factor",
+                u64::from(self.fetch_factor),
+                u64::from(bounds::FETCH_FACTOR),
+            ),
+            (
+                "batch_size × fetch_factor",
+                u64::from(self.batch_size) * u64::from(self.fetch_factor),
+                bounds::FETCH_CELLS,
+            ),
+            (
+                "partitions",
+                u64::from(self.partitions),
+                u64::from(bounds::PARTITIONS),
+            ),
+            (
+                "num_samples",
+                self.num_samples.unwrap_or(0),
+                bounds::NUM_SAMPLES,
+            ),
+            (
+                "genes (names)",
+                self.genes.as_ref().map_or(0, Vec::len) as u64,
+                bounds::GENES as u64,
+            ),
+            (
+                "obs_columns (names)",
+                self.obs_columns.len() as u64,
+                bounds::OBS_COLUMNS as u64,
+            ),
+            (
+                "query (bytes)",
+                text_len(&self.query),
+                bounds::SQL_BYTES as u64,
+            ),
+            (
+                "genes_query (bytes)",
+                text_len(&self.genes_query),
+                bounds::SQL_BYTES as u64,
+            ),
+            (
+                "weights (bytes)",
+                text_len(&self.weights),
+                bounds::SQL_BYTES as u64,
+            ),
+        ];
+        match keys.into_iter().find(|&(_, value, max)| value > max) {
+            Some((key, value, max)) => Err(RequestError::Inconsistent(format!(
+                "{key} must be at most {max}, got {value}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn validate_sampling(&self) -> Result<(), RequestError> {
@@ -231,6 +327,89 @@ mod tests {
         StreamRequest::from_json(json.as_bytes())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn every_key_is_refused_past_its_bound_naming_it_the_bound_and_the_value() {
+        let long = |bytes: usize| format!("{:?}", "x".repeat(bytes - 2));
+        let names = |count: usize| format!("[{}]", vec!["\"g\""; count].join(","));
+        let over = [
+            (
+                "batch_size",
+                format!(r#"{{"batch_size": {}}}"#, bounds::BATCH_SIZE + 1),
+            ),
+            (
+                "block_size",
+                format!(r#"{{"block_size": {}}}"#, bounds::BLOCK_SIZE + 1),
+            ),
+            (
+                "fetch_factor",
+                format!(r#"{{"fetch_factor": {}}}"#, bounds::FETCH_FACTOR + 1),
+            ),
+            (
+                "batch_size × fetch_factor",
+                format!(
+                    r#"{{"batch_size": {}, "fetch_factor": {}}}"#,
+                    bounds::BATCH_SIZE,
+                    128
+                ),
+            ),
+            ("partitions", format!(r#"{{"partitions": {}}}"#, u32::MAX)),
+            (
+                "num_samples",
+                format!(
+                    r#"{{"sampling": "weighted", "balance_by": "plate", "num_samples": {}}}"#,
+                    u32::MAX
+                ),
+            ),
+            (
+                "genes (names)",
+                format!(r#"{{"genes": {}}}"#, names(bounds::GENES + 1)),
+            ),
+            (
+                "obs_columns (names)",
+                format!(r#"{{"obs_columns": {}}}"#, names(bounds::OBS_COLUMNS + 1)),
+            ),
+            (
+                "query (bytes)",
+                format!(r#"{{"query": {}}}"#, long(bounds::SQL_BYTES + 3)),
+            ),
+            (
+                "genes_query (bytes)",
+                format!(r#"{{"genes_query": {}}}"#, long(bounds::SQL_BYTES + 3)),
+            ),
+            (
+                "weights (bytes)",
+                format!(
+                    r#"{{"sampling": "weighted", "weights": {}}}"#,
+                    long(bounds::SQL_BYTES + 3)
+                ),
+            ),
+        ];
+        for (key, json) in over {
+            let message = refused(&json);
+            assert!(
+                message.starts_with(&format!("{key} must be at most ")),
+                "{key}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_at_its_bound_is_accepted() {
+        let json = format!(
+            r#"{{"batch_size": {}, "block_size": {}, "fetch_factor": {}, "partitions": {}}}"#,
+            bounds::BATCH_SIZE,
+            bounds::BLOCK_SIZE,
+            bounds::FETCH_CELLS / u64::from(bounds::BATCH_SIZE),
+            bounds::PARTITIONS
+        );
+        assert!(StreamRequest::from_json(json.as_bytes()).is_ok());
+        let widest = format!(
+            r#"{{"batch_size": 1, "fetch_factor": {}}}"#,
+            bounds::FETCH_FACTOR
+        );
+        assert!(StreamRequest::from_json(widest.as_bytes()).is_ok());
     }
 
     #[test]
