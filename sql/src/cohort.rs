@@ -12,6 +12,7 @@ use crate::error::SqlError;
 use crate::query::single_query;
 use crate::scan::{append_ids, scan, OutputColumn};
 use crate::session::SqlEngine;
+use crate::shape::check_shape;
 
 /// What selects a cohort's cells.
 #[derive(Debug, Clone)]
@@ -105,6 +106,7 @@ pub(crate) fn normalise(dataset: &str, query: &CohortQuery) -> Result<String, Sq
 /// One SQL expression, parsed alone to the end of its text and printed
 /// back: safe to splice into a query. `what` names it in errors.
 pub(crate) fn expression(text: &str, what: &str) -> Result<String, SqlError> {
+    check_shape(text, what)?;
     let parsed =
         DFParser::parse_sql_into_expr(text).map_err(|e| SqlError::from_datafusion(e, 0))?;
     if parsed.alias.is_some() {

@@ -13,6 +13,7 @@ mod pinned_store;
 mod query;
 mod scan;
 mod session;
+mod shape;
 mod weights;
 
 pub use access::Access;
@@ -25,4 +26,5 @@ pub use error::{SqlError, SqlErrorKind};
 pub use genes::select_genes;
 pub use query::{describe_query, open_query, run_query, BoundedStream, QueryResult};
 pub use session::{SqlEngine, SqlLimits};
+pub use shape::MAX_SQL_OPERATORS;
 pub use weights::{cohort_weights, weights_sql, WeightedCells, Weighting};

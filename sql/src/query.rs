@@ -22,6 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::error::SqlError;
 use crate::session::SqlLimits;
+use crate::shape::check_shape;
 
 const READ_ONLY: &str = "this service only runs read-only queries";
 
@@ -163,6 +164,7 @@ pub(crate) async fn plan_query(
 /// placeholders (what ODBC/JDBC/ADBC clients send) become `$1`, `$2`, ...
 /// in order, the form DataFusion binds.
 pub(crate) fn single_query(sql: &str) -> Result<Statement, SqlError> {
+    check_shape(sql, "a query")?;
     let mut statements = DFParser::parse_sql(sql).map_err(|e| SqlError::from_datafusion(e, 0))?;
     let count = statements.len();
     let (Some(mut statement), None) = (statements.pop_front(), statements.pop_front()) else {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import adbc_driver_flightsql.dbapi as adbc
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
@@ -44,6 +45,8 @@ HOSTILE_REQUESTS = [
     ({"epoch": -5}, "invalid argument", "epoch"),
     ({"seed": 1.5}, "invalid argument", "seed"),
     ({"partitions": 0}, "invalid argument", "partitions"),
+    ({"partitions": 4294967295}, "invalid argument", "partitions must be at most 65536"),
+    ({"batch_size": 65536, "fetch_factor": 4096}, "invalid argument", "batch_size × fetch_factor must be at most"),
     ({"block_size": 18446744073709551616}, "invalid argument", "block_size"),
     ({"dataset": MEGABYTE}, "not found", "unknown dataset"),
     ({MEGABYTE: 1}, "invalid argument", "unknown field"),
@@ -106,6 +109,44 @@ def test_hostile_tickets_are_refused(served):
     for raw in [b"", b"\x00\xff\xfe", b"{" * 100_000]:
         text = str(refusal(lambda: client.do_get(flight.Ticket(raw)).read_all()))
         assert "returned invalid argument error" in text, text[:500]
+
+
+def or_chain(terms: int) -> str:
+    return " OR ".join(f"cell_id = {i}" for i in range(terms))
+
+
+LONG_EXPRESSIONS = [
+    {"query": or_chain(5000)},
+    {"query": f"SELECT cell_id FROM cells WHERE {or_chain(5000)}"},
+    {"genes_query": " OR ".join(f"gene_idx = {i}" for i in range(5000))},
+    {"sampling": "weighted", "weights": " + ".join(["stat_total"] * 5000)},
+    {"sql": f"SELECT count(*) FROM cells WHERE {or_chain(5000)}"},
+]
+
+
+@pytest.mark.parametrize("command", LONG_EXPRESSIONS, ids=["query", "select", "genes_query", "weights", "sql"])
+def test_a_generated_expression_past_the_operator_bound_is_refused_not_a_crash(served, command):
+    client = flight.connect(served["address"])
+    descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
+    text = str(refusal(lambda: client.get_flight_info(descriptor)))
+    assert "returned invalid argument error" in text, text[:500]
+    assert "operators" in text and "cell_id IN (" in text, text[:500]
+    assert served["server"].poll() is None
+
+
+def test_a_long_expression_over_flight_sql_is_refused_not_a_crash(served):
+    with adbc.connect(served["address"]) as conn, conn.cursor() as cursor:
+        with pytest.raises(adbc.Error) as refused:
+            cursor.execute(f"SELECT count(*) FROM cells WHERE {or_chain(5000)}")
+    assert "operators" in str(refused.value) and "cell_id IN (" in str(refused.value)
+    assert served["server"].poll() is None
+
+
+def test_expressions_at_the_bound_and_a_100000_id_in_list_are_served(served):
+    client = flight.connect(served["address"])
+    for query in [or_chain(500), "cell_id IN ({})".format(", ".join(map(str, range(100_000))))]:
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"query": query})))
+        assert info.total_records == 200
 
 
 def test_after_the_corpus_the_server_still_serves(served):
