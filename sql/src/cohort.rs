@@ -10,7 +10,7 @@ use crate::cache::{ByteLru, CacheCost};
 use crate::catalog::CatalogSnapshot;
 use crate::error::SqlError;
 use crate::query::single_query;
-use crate::scan::{append_ids, scan, OutputColumn};
+use crate::scan::{append_ids, scan, InternalQuery, OutputColumn, Table};
 use crate::session::SqlEngine;
 use crate::shape::check_shape;
 
@@ -129,9 +129,12 @@ async fn select_ids(
         engine,
         snapshot,
         dataset,
-        sql,
-        "a cohort query",
-        &columns,
+        InternalQuery {
+            sql,
+            what: "a cohort query",
+            columns: &columns,
+            rows_of: Table::Cells,
+        },
         |batch| append_ids(batch.column(0), "cell_id", &mut ids),
     )
     .await?;

@@ -4,7 +4,7 @@
 use crate::catalog::CatalogSnapshot;
 use crate::cohort::expression;
 use crate::error::SqlError;
-use crate::scan::{append_ids, scan, OutputColumn};
+use crate::scan::{append_ids, scan, InternalQuery, OutputColumn, Table};
 use crate::session::SqlEngine;
 
 /// The sorted, distinct `gene_idx` of the genes of `dataset` for which
@@ -15,7 +15,6 @@ pub async fn select_genes(
     dataset: &str,
     predicate: &str,
 ) -> Result<Vec<u32>, SqlError> {
-    snapshot.dataset(dataset)?;
     let predicate = expression(predicate, "a gene predicate")?;
     let sql = format!("SELECT gene_idx FROM {dataset}.genes WHERE {predicate}");
     let mut genes = Vec::new();
@@ -24,9 +23,12 @@ pub async fn select_genes(
         engine,
         snapshot,
         dataset,
-        &sql,
-        "a gene selection",
-        &columns,
+        InternalQuery {
+            sql: &sql,
+            what: "a gene selection",
+            columns: &columns,
+            rows_of: Table::Genes,
+        },
         |batch| append_ids(batch.column(0), "gene_idx", &mut genes),
     )
     .await?;

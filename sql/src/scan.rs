@@ -37,28 +37,58 @@ impl OutputColumn {
     }
 }
 
-/// Runs `sql` (unqualified tables are `dataset`'s) and calls `visit` with
-/// each batch; `what` names the query in errors.
+/// The table an internal query selects from, whose row count bounds the
+/// rows it may return: a query returning more (a join or a generated
+/// series repeating ids) is refused before its rows are kept, so what is
+/// collected never outgrows the dataset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Table {
+    Cells,
+    Genes,
+}
+
+/// An internal query: its SQL (unqualified tables are the dataset's), what
+/// errors call it, the columns it must return and the table it selects.
+pub(crate) struct InternalQuery<'a> {
+    pub(crate) sql: &'a str,
+    pub(crate) what: &'static str,
+    pub(crate) columns: &'a [OutputColumn],
+    pub(crate) rows_of: Table,
+}
+
+/// Runs `query` over `dataset` and calls `visit` with each batch.
 pub(crate) async fn scan(
     engine: &SqlEngine,
     snapshot: &CatalogSnapshot,
     dataset: &str,
-    sql: &str,
-    what: &str,
-    columns: &[OutputColumn],
+    query: InternalQuery<'_>,
     mut visit: impl FnMut(&RecordBatch) -> Result<(), SqlError>,
 ) -> Result<(), SqlError> {
     let limits = engine.limits();
     let memory = limits.memory_bytes;
     let df_error = |e| SqlError::from_datafusion(e, memory);
+    let manifest = snapshot.dataset(dataset)?.manifest();
+    let (most_rows, table) = match query.rows_of {
+        Table::Cells => (manifest.n_cells, "cells"),
+        Table::Genes => (manifest.n_genes, "genes"),
+    };
+    let what = query.what;
     let run = async {
         let ctx = engine.context_with_default(snapshot, dataset)?;
-        let plan = plan_query(&ctx, sql, memory).await?;
-        check_columns(plan.schema().as_arrow(), what, columns)?;
+        let plan = plan_query(&ctx, query.sql, memory).await?;
+        check_columns(plan.schema().as_arrow(), what, query.columns)?;
         let df = ctx.execute_logical_plan(plan).await.map_err(df_error)?;
         let mut stream = df.execute_stream().await.map_err(df_error)?;
+        let mut rows = 0u64;
         while let Some(batch) = stream.next().await {
-            visit(&batch.map_err(df_error)?)?;
+            let batch = batch.map_err(df_error)?;
+            rows += batch.num_rows() as u64;
+            if rows > most_rows {
+                return Err(SqlError::InvalidQuery(format!(
+                    "{what} returned more rows than the dataset has {table} ({most_rows}): select each once"
+                )));
+            }
+            visit(&batch)?;
         }
         Ok(())
     };

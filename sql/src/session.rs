@@ -8,12 +8,14 @@ use std::time::Duration;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::{CatalogSnapshot, CATALOG};
 use crate::error::SqlError;
 use crate::memory::QueryPool;
+use crate::series_bounds::bound_series_functions;
+use crate::value_bounds::BoundValues;
 
 /// The bounds every query runs within.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +58,8 @@ impl SqlEngine {
     }
 
     /// A fresh context over `snapshot`: the shared pool, spill directory and
-    /// caches, the snapshot's catalog and pinned files, and nothing else.
+    /// caches, the snapshot's catalog and pinned files, functions whose
+    /// values are bounded (see `value_bounds`, `series_bounds`), and nothing else.
     pub fn context(&self, snapshot: &CatalogSnapshot) -> Result<SessionContext, SqlError> {
         // Without a default dataset, unqualified names resolve nowhere.
         self.context_with_default(snapshot, snapshot.default_dataset().unwrap_or("public"))
@@ -81,13 +84,22 @@ impl SqlEngine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, dataset)
             .with_information_schema(true);
-        let state = SessionStateBuilder::new()
+        let builder = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+            .with_runtime_env(runtime);
+        let ctx = SessionContext::new_with_state(bounded_state(builder));
         ctx.register_catalog(CATALOG, snapshot.catalog());
         Ok(ctx)
     }
+}
+
+/// The state `builder` makes, with DataFusion's functions, each making
+/// values within the bounds of `value_bounds` and `series_bounds`.
+pub(crate) fn bounded_state(builder: SessionStateBuilder) -> SessionState {
+    let mut state = builder
+        .with_default_features()
+        .with_analyzer_rule(Arc::new(BoundValues))
+        .build();
+    bound_series_functions(&mut state);
+    state
 }

@@ -7,7 +7,7 @@ use datafusion::arrow::datatypes::Float64Type;
 use crate::catalog::CatalogSnapshot;
 use crate::cohort::{expression, normalise, CohortQuery};
 use crate::error::SqlError;
-use crate::scan::{append_ids, scan, OutputColumn};
+use crate::scan::{append_ids, scan, InternalQuery, OutputColumn, Table};
 use crate::session::SqlEngine;
 
 /// How each cohort cell is weighted.
@@ -58,7 +58,6 @@ pub async fn cohort_weights(
     dataset: &str,
     sql: &str,
 ) -> Result<WeightedCells, SqlError> {
-    snapshot.dataset(dataset)?;
     let mut pairs: Vec<(u32, f64)> = Vec::new();
     let columns = [
         OutputColumn::unsigned("cell_id"),
@@ -68,9 +67,12 @@ pub async fn cohort_weights(
         engine,
         snapshot,
         dataset,
-        sql,
-        "a weight query",
-        &columns,
+        InternalQuery {
+            sql,
+            what: "a weight query",
+            columns: &columns,
+            rows_of: Table::Cells,
+        },
         |batch| {
             let mut ids = Vec::with_capacity(batch.num_rows());
             append_ids(batch.column(0), "cell_id", &mut ids)?;

@@ -91,6 +91,45 @@ def test_sql_reaching_for_files_or_writes_is_refused(served, sql, named, tmp_pat
     assert len(text) < LONGEST_MESSAGE, f"the message echoes the input: {len(text)} bytes"
 
 
+ALLOCATING_SQL = [
+    ("SELECT repeat('x', 100000000000)", "repeat would make a value of 100000000000 bytes"),
+    ("SELECT lpad(plate, 100000000000) FROM cells", "lpad would make a value of"),
+    ("SELECT regexp_replace(repeat('ab', 30000), 'a', repeat('x', 1000), 'g')", "regexp_replace would make"),
+    ("WITH a AS (SELECT repeat('x', 40000) AS s) SELECT s || s FROM a", "|| would make a value of 80000 bytes"),
+    ("WITH a AS (SELECT repeat('x', 40000) AS s) SELECT concat(s, s, s) FROM a", "concat made a value of 120000 bytes"),
+    ("SELECT count(*) FROM generate_series(0, 4000000000)", "a series of 4000000001 rows"),
+]
+
+
+@pytest.mark.parametrize("sql, named", ALLOCATING_SQL, ids=[f"sql-{i}" for i in range(len(ALLOCATING_SQL))])
+def test_sql_allocating_in_proportion_to_an_argument_is_refused(served, sql, named):
+    client = flight.connect(served["address"])
+
+    def run():
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"sql": sql})))
+        client.do_get(info.endpoints[0].ticket).read_all()
+
+    text = str(refusal(run))
+    assert "returned resource exhausted error" in text, text[:500]
+    assert named in text, text[:500]
+    assert served["server"].poll() is None
+
+
+COHORTS_LONGER_THAN_THE_DATASET = [
+    "SELECT c.cell_id FROM cells c CROSS JOIN generate_series(1, 1000)",
+    "SELECT CAST(value AS INT UNSIGNED) AS cell_id FROM generate_series(0, 4000000)",
+]
+
+
+@pytest.mark.parametrize("query", COHORTS_LONGER_THAN_THE_DATASET, ids=["join", "series"])
+def test_a_cohort_is_collected_only_up_to_the_dataset_cell_count(served, query):
+    client = flight.connect(served["address"])
+    descriptor = flight.FlightDescriptor.for_command(json.dumps({"query": query}))
+    text = str(refusal(lambda: client.get_flight_info(descriptor)))
+    assert "returned invalid argument error" in text, text[:500]
+    assert "more rows than the dataset has cells (200)" in text, text[:500]
+
+
 def test_hostile_tickets_are_refused(served):
     client = flight.connect(served["address"])
     info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"batch_size": 32})))
