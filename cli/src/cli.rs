@@ -63,7 +63,7 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_streams: u32,
-    /// Most streams one client may have open at once (clients are told apart by IP address; the Unix socket's count as one).
+    /// Most streams one client may have open at once (a signed-in user is one client from every host; without authentication clients are told apart by IP address, and the Unix socket's count as one).
     #[arg(
         long,
         env = "CELLFLIGHT_MAX_STREAMS_PER_CLIENT",
@@ -71,6 +71,23 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_streams_per_client: u32,
+    /// How long a stream whose client reads nothing keeps its slot; then it ends with Aborted and the clients resume it from the next batch. Generous, as validation and checkpoints pause training.
+    #[arg(long, env = "CELLFLIGHT_STREAM_IDLE_TIMEOUT", default_value = "30min")]
+    pub stream_idle_timeout: humantime::Duration,
+    /// Most calls open at once on one connection (HTTP/2 streams).
+    #[arg(
+        long,
+        env = "CELLFLIGHT_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 128,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_streams_per_connection: u32,
+    /// How often the server pings each connection (HTTP/2 keepalive), to find peers that vanished without closing it.
+    #[arg(long, env = "CELLFLIGHT_KEEPALIVE_INTERVAL", default_value = "60s")]
+    pub keepalive_interval: humantime::Duration,
+    /// How long a ping may go unanswered before the connection is closed and its streams freed.
+    #[arg(long, env = "CELLFLIGHT_KEEPALIVE_TIMEOUT", default_value = "20s")]
+    pub keepalive_timeout: humantime::Duration,
     /// Serve Prometheus metrics over HTTP at this address (GET /metrics), e.g. 127.0.0.1:9100. Default: none.
     #[arg(long, env = "CELLFLIGHT_METRICS", value_name = "ADDRESS")]
     pub metrics: Option<SocketAddr>,
@@ -126,6 +143,9 @@ pub struct SecurityArgs {
         requires = "tls_cert"
     )]
     pub tls_client_ca: Option<PathBuf>,
+    /// How long a client may take over its TLS handshake before the connection is closed.
+    #[arg(long, env = "CELLFLIGHT_TLS_HANDSHAKE_TIMEOUT", default_value = "10s")]
+    pub tls_handshake_timeout: humantime::Duration,
 }
 
 impl std::fmt::Debug for SecurityArgs {

@@ -151,7 +151,10 @@ impl Client {
     /// The minibatches of the partition `ticket` names, from its
     /// `start_batch` on, to the last of the plan's `batches_per_partition`.
     /// A stream that skips a batch or ends before its last one yields an
-    /// error ([`ClientError::IncompleteStream`]), never a quiet end.
+    /// error ([`ClientError::IncompleteStream`]), never a quiet end. A
+    /// stream the server aborted (left unread past its idle timeout while
+    /// the caller paused) is requested again from the next batch, once per
+    /// position, and goes on as if nothing happened.
     pub async fn stream(
         &mut self,
         ticket: &StreamTicket,
@@ -162,26 +165,86 @@ impl Client {
             next: ticket.start_batch,
             end: batches_per_partition,
         };
+        let first = self.minibatches_from(ticket, ticket.start_batch).await?;
+        let resuming = Resuming {
+            client: self.clone(),
+            ticket: ticket.clone(),
+            current: first,
+            next: ticket.start_batch,
+            resumed_at: None,
+        };
+        Ok(expected.check(resuming.into_stream()))
+    }
+
+    /// The minibatches of `ticket`'s partition from `start_batch`, unchecked.
+    async fn minibatches_from(
+        &mut self,
+        ticket: &StreamTicket,
+        start_batch: u64,
+    ) -> Result<MinibatchStream, ClientError> {
+        let ticket = StreamTicket {
+            start_batch,
+            ..ticket.clone()
+        };
         let messages = self
             .flight
             .do_get(Ticket::new(ticket.to_json()))
             .await?
             .into_inner();
         let decoder = FlightDataDecoder::new(messages.map_err(Into::into));
-        let minibatches = decoder
-            .filter_map(|message| async move {
-                match message {
-                    Err(error) => Some(Err(ClientError::from(error))),
-                    Ok(decoded) => match decoded.payload {
-                        DecodedPayload::RecordBatch(data) => {
-                            Some(minibatch(&decoded.inner.app_metadata, data))
-                        }
-                        DecodedPayload::Schema(_) | DecodedPayload::None => None,
-                    },
+        let minibatches = decoder.filter_map(|message| async move {
+            match message {
+                Err(error) => Some(Err(ClientError::from(error))),
+                Ok(decoded) => match decoded.payload {
+                    DecodedPayload::RecordBatch(data) => {
+                        Some(minibatch(&decoded.inner.app_metadata, data))
+                    }
+                    DecodedPayload::Schema(_) | DecodedPayload::None => None,
+                },
+            }
+        });
+        Ok(minibatches.boxed())
+    }
+}
+
+/// A partition's minibatches across the server's aborts: each abort is
+/// answered by a new request from the next batch, unless the last one
+/// resumed at that same batch (then the abort is the caller's to see).
+struct Resuming {
+    client: Client,
+    ticket: StreamTicket,
+    current: MinibatchStream,
+    next: u64,
+    resumed_at: Option<u64>,
+}
+
+impl Resuming {
+    fn into_stream(self) -> MinibatchStream {
+        futures::stream::unfold(self, |mut state| async move {
+            let item = state.next_minibatch().await?;
+            Some((item, state))
+        })
+        .boxed()
+    }
+
+    async fn next_minibatch(&mut self) -> Option<Result<Minibatch, ClientError>> {
+        loop {
+            match self.current.next().await? {
+                Ok(minibatch) => {
+                    self.next = minibatch.batch + 1;
+                    return Some(Ok(minibatch));
                 }
-            })
-            .boxed();
-        Ok(expected.check(minibatches))
+                Err(error) if error.is_aborted() && self.resumed_at != Some(self.next) => {
+                    self.resumed_at = Some(self.next);
+                    let (ticket, next) = (self.ticket.clone(), self.next);
+                    match self.client.minibatches_from(&ticket, next).await {
+                        Ok(resumed) => self.current = resumed,
+                        Err(error) => return Some(Err(error)),
+                    }
+                }
+                Err(error) => return Some(Err(error)),
+            }
+        }
     }
 }
 

@@ -25,3 +25,16 @@ pub enum ClientError {
     #[error(transparent)]
     Flight(#[from] arrow_flight::error::FlightError),
 }
+
+impl ClientError {
+    /// Whether the server ended a stream it had accepted (ABORTED): the
+    /// stream may be requested again from its next batch.
+    pub fn is_aborted(&self) -> bool {
+        let status = match self {
+            Self::Status(status) => Some(status),
+            Self::Flight(arrow_flight::error::FlightError::Tonic(status)) => Some(status.as_ref()),
+            _ => None,
+        };
+        status.is_some_and(|status| status.code() == tonic::Code::Aborted)
+    }
+}

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use cellflight_engine::EngineConfig;
 
@@ -13,6 +14,7 @@ use crate::stream_slots::StreamLimits;
 pub struct ServiceConfig {
     pub engine: EngineConfig,
     pub streams: StreamLimits,
+    pub connections: ConnectionLimits,
     /// Largest message a client may send (a request, a ticket, bound query
     /// parameters); one larger is refused with RESOURCE_EXHAUSTED.
     pub max_request_bytes: usize,
@@ -30,12 +32,34 @@ impl ServiceConfig {
             streams: StreamLimits {
                 max_streams: 256,
                 max_streams_per_client: 64,
+                idle_timeout: Duration::from_secs(30 * 60),
+            },
+            connections: ConnectionLimits {
+                max_streams_per_connection: 128,
+                keepalive_interval: Duration::from_secs(60),
+                keepalive_timeout: Duration::from_secs(20),
+                tls_handshake_timeout: Duration::from_secs(10),
             },
             max_request_bytes: 16 << 20,
             auth: AuthConfig::default(),
             tls: None,
         }
     }
+}
+
+/// What one connection may hold, and how a silent one is found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Calls open at once on one HTTP/2 connection.
+    pub max_streams_per_connection: u32,
+    /// How often the server pings a connection (HTTP/2 keepalive), so a
+    /// peer that vanished without closing it is found out.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed
+    /// and its streams freed.
+    pub keepalive_timeout: Duration,
+    /// How long a client may take over its TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 /// Who may call (docs/operations.md). With neither, anyone who reaches the

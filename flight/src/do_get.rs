@@ -3,17 +3,28 @@
 //! counts what is sent, logs how the stream ended, and turns a producer
 //! that panics or stops early into an error status, so a client never
 //! sees a short stream end with OK.
+//!
+//! A client that stops reading stops the transport from polling its
+//! stream (HTTP/2 flow control), so nothing inside the stream would ever
+//! notice; a watchdog task beside it does. When the stream has not been
+//! polled for the idle timeout (or a query runs past its deadline) the
+//! watchdog drops the producer and the slot, and the stream's next poll,
+//! whenever the client reads again, ends it with ABORTED (or
+//! DEADLINE_EXCEEDED) saying why.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
 use arrow_flight::FlightData;
 use cellflight_engine::{EngineError, Partition};
+use cellflight_sql::SqlError;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tonic::Status;
 use tracing::Span;
 
@@ -35,14 +46,37 @@ pub(crate) struct Produced {
     /// Minibatches the stream must send to be complete; none when the
     /// producer alone knows (a query result).
     pub(crate) expected_minibatches: Option<u64>,
+    /// When a query's time is up, whether or not its client reads.
+    pub(crate) deadline: Option<QueryDeadline>,
+}
+
+/// The end of a query's time: `at`, `limit` after it started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueryDeadline {
+    pub(crate) at: Instant,
+    pub(crate) limit: Duration,
+}
+
+impl QueryDeadline {
+    /// `limit` from now.
+    pub(crate) fn after(limit: Duration) -> Self {
+        Self {
+            at: Instant::now() + limit,
+            limit,
+        }
+    }
 }
 
 impl Produced {
-    /// A query result (or any stream of plain messages).
-    pub(crate) fn messages(messages: BoxStream<'static, Result<FlightData, Status>>) -> Self {
+    /// A query result (or any stream of plain messages), ended at `deadline`.
+    pub(crate) fn query(
+        messages: BoxStream<'static, Result<FlightData, Status>>,
+        deadline: QueryDeadline,
+    ) -> Self {
         Self {
             messages: messages.map(|m| m.map(Outgoing::Message)).boxed(),
             expected_minibatches: None,
+            deadline: Some(deadline),
         }
     }
 
@@ -65,6 +99,7 @@ impl Produced {
         Self {
             messages: futures::stream::iter(preamble).chain(minibatches).boxed(),
             expected_minibatches: Some(partition.expected_minibatches),
+            deadline: None,
         }
     }
 }
@@ -78,9 +113,9 @@ enum Outcome {
 
 /// A DoGet stream being served; see the module docs.
 pub(crate) struct Served {
-    produced: BoxStream<'static, Result<Outgoing, Status>>,
+    live: Arc<Mutex<Live>>,
+    watchdog: AbortHandle,
     expected_minibatches: Option<u64>,
-    _slot: StreamSlot,
     metrics: Arc<Metrics>,
     span: Span,
     started: Instant,
@@ -89,20 +124,42 @@ pub(crate) struct Served {
     outcome: Option<Outcome>,
 }
 
+/// What a stream holds while it is open, and what the watchdog takes
+/// from it when the client stops reading.
+struct Live {
+    /// The producer and the slot; none once the watchdog reclaimed them.
+    held: Option<(BoxStream<'static, Result<Outgoing, Status>>, StreamSlot)>,
+    /// Why the watchdog reclaimed them, told at the next poll.
+    reclaimed: Option<Status>,
+    last_polled: Instant,
+}
+
 impl Served {
     /// Serves `produced` while holding `slot`, counted in `metrics` and
-    /// logged in `span`.
+    /// logged in `span`; reclaimed after `idle_timeout` unread.
     pub(crate) fn new(
         produced: Produced,
         slot: StreamSlot,
+        idle_timeout: Duration,
         metrics: Arc<Metrics>,
         span: Span,
     ) -> Self {
         metrics.stream_started();
+        let live = Arc::new(Mutex::new(Live {
+            held: Some((produced.messages, slot)),
+            reclaimed: None,
+            last_polled: Instant::now(),
+        }));
+        let watchdog = Watchdog {
+            live: Arc::downgrade(&live),
+            idle_timeout,
+            deadline: produced.deadline,
+            span: span.clone(),
+        };
         Self {
-            produced: produced.messages,
+            live,
+            watchdog: tokio::spawn(watchdog.run()).abort_handle(),
             expected_minibatches: produced.expected_minibatches,
-            _slot: slot,
             metrics,
             span,
             started: Instant::now(),
@@ -112,9 +169,17 @@ impl Served {
         }
     }
 
-    /// The producer's next message, or its panic as an error.
+    /// The producer's next message, or its panic as an error, or why the
+    /// watchdog took it.
     fn poll_produced(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Outgoing, Status>>> {
-        let produced = &mut self.produced;
+        let mut live = lock(&self.live);
+        live.last_polled = Instant::now();
+        if let Some(status) = live.reclaimed.take() {
+            return Poll::Ready(Some(Err(status)));
+        }
+        let Some((produced, _slot)) = live.held.as_mut() else {
+            return Poll::Ready(None);
+        };
         panic::catch_unwind(AssertUnwindSafe(|| produced.poll_next_unpin(cx))).unwrap_or_else(
             |panic| {
                 let error = EngineError::panicked("serving a stream", panic.as_ref());
@@ -143,6 +208,7 @@ impl Served {
 
     fn finish(&mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
+        lock(&self.live).held = None;
         let (minibatches, cells) = (self.minibatches, self.cells);
         let seconds = self.started.elapsed().as_secs_f64();
         match outcome {
@@ -188,6 +254,7 @@ impl Stream for Served {
 impl Drop for Served {
     /// A stream dropped before its end: the client cancelled or went away.
     fn drop(&mut self) {
+        self.watchdog.abort();
         if self.outcome.is_none() {
             let _entered = self.span.enter();
             let (minibatches, cells) = (self.minibatches, self.cells);
@@ -202,14 +269,84 @@ impl Drop for Served {
     }
 }
 
+/// The task beside a stream that reclaims it from a client that stopped
+/// reading, or from a query past its deadline; see the module docs.
+struct Watchdog {
+    live: Weak<Mutex<Live>>,
+    idle_timeout: Duration,
+    deadline: Option<QueryDeadline>,
+    span: Span,
+}
+
+impl Watchdog {
+    async fn run(self) {
+        loop {
+            let Some(wake) = self.next_check() else {
+                return;
+            };
+            tokio::time::sleep_until(wake).await;
+            let Some(live) = self.live.upgrade() else {
+                return;
+            };
+            let mut live = lock(&live);
+            if live.held.is_none() {
+                return;
+            }
+            if let Some(status) = self.reclaim_status(live.last_polled) {
+                let _entered = self.span.enter();
+                tracing::warn!(reason = status.message(), "stream reclaimed");
+                live.held = None;
+                live.reclaimed = Some(status);
+                return;
+            }
+        }
+    }
+
+    /// When the stream may next be due: its idle timeout from its last
+    /// poll, or the query's deadline if sooner; none once it is gone.
+    fn next_check(&self) -> Option<Instant> {
+        let live = self.live.upgrade()?;
+        let idle_at = lock(&live).last_polled + self.idle_timeout;
+        Some(match self.deadline {
+            Some(deadline) => idle_at.min(deadline.at),
+            None => idle_at,
+        })
+    }
+
+    /// Why the stream must end now, if it must.
+    fn reclaim_status(&self, last_polled: Instant) -> Option<Status> {
+        let now = Instant::now();
+        if let Some(deadline) = self.deadline.filter(|d| now >= d.at) {
+            let error = SqlError::Timeout {
+                limit: deadline.limit,
+            };
+            return Some(Status::from(ServiceError::from(error)));
+        }
+        (now >= last_polled + self.idle_timeout).then(|| {
+            Status::from(ServiceError::Aborted(format!(
+                "the client read nothing for {:?} (--stream-idle-timeout), so the stream was released; \
+                 request the partition again from the next batch (start_batch)",
+                self.idle_timeout
+            )))
+        })
+    }
+}
+
+/// The lock of a stream's state; a panic elsewhere leaves it consistent
+/// (each update is one assignment).
+fn lock(live: &Mutex<Live>) -> MutexGuard<'_, Live> {
+    live.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
-    use futures::executor::block_on;
     use futures::stream;
     use tonic::Code;
 
     use super::*;
     use crate::stream_slots::{Client, StreamLimits, StreamSlots};
+
+    const PATIENT: Duration = Duration::from_secs(3600);
 
     fn minibatch() -> Result<Outgoing, Status> {
         Ok(Outgoing::Minibatch {
@@ -225,32 +362,45 @@ mod tests {
         Produced {
             messages: messages.boxed(),
             expected_minibatches: Some(expected_minibatches),
+            deadline: None,
         }
     }
 
-    /// Serves `produced` on a server with one stream slot; answers what the
-    /// client receives and the slots, to see whether the stream freed its own.
-    fn serve(produced: Produced) -> (Vec<Result<FlightData, Status>>, Arc<StreamSlots>) {
-        let slots = StreamSlots::new(StreamLimits {
+    fn one_slot() -> Arc<StreamSlots> {
+        StreamSlots::new(StreamLimits {
             max_streams: 1,
             max_streams_per_client: 1,
-        });
-        let slot = slots.acquire(Client::UnixSocket).unwrap();
-        let served = Served::new(produced, slot, Arc::default(), Span::none());
-        (block_on(served.collect()), slots)
+            idle_timeout: PATIENT,
+        })
     }
 
-    #[test]
-    fn a_complete_partition_ends_with_ok_and_frees_its_slot() {
-        let (received, slots) = serve(partition_of(stream::iter([minibatch(), minibatch()]), 2));
+    /// `produced` served on a server with one stream slot, reclaimed after
+    /// `idle_timeout`; and the slots, to see whether the stream freed its own.
+    fn served(produced: Produced, idle_timeout: Duration) -> (Served, Arc<StreamSlots>) {
+        let slots = one_slot();
+        let slot = slots.acquire(Client::UnixSocket).unwrap();
+        let served = Served::new(produced, slot, idle_timeout, Arc::default(), Span::none());
+        (served, slots)
+    }
+
+    /// What a client reading `produced` to its end receives.
+    async fn serve(produced: Produced) -> (Vec<Result<FlightData, Status>>, Arc<StreamSlots>) {
+        let (served, slots) = served(produced, PATIENT);
+        (served.collect().await, slots)
+    }
+
+    #[tokio::test]
+    async fn a_complete_partition_ends_with_ok_and_frees_its_slot() {
+        let (received, slots) =
+            serve(partition_of(stream::iter([minibatch(), minibatch()]), 2)).await;
         assert_eq!(received.len(), 2);
         assert!(received.iter().all(Result::is_ok));
         assert_eq!(slots.open(), 0);
     }
 
-    #[test]
-    fn a_partition_that_ends_short_ends_with_an_internal_error() {
-        let (received, slots) = serve(partition_of(stream::iter([minibatch()]), 3));
+    #[tokio::test]
+    async fn a_partition_that_ends_short_ends_with_an_internal_error() {
+        let (received, slots) = serve(partition_of(stream::iter([minibatch()]), 3)).await;
         assert_eq!(received.len(), 2, "the minibatch, then the error");
         let status = received[1].as_ref().unwrap_err();
         assert_eq!(status.code(), Code::Internal);
@@ -258,47 +408,87 @@ mod tests {
         assert_eq!(slots.open(), 0);
     }
 
-    #[test]
-    fn a_producer_that_panics_ends_the_stream_with_an_internal_error() {
+    #[tokio::test]
+    async fn a_producer_that_panics_ends_the_stream_with_an_internal_error() {
         let panicking =
             stream::iter([minibatch()]).chain(stream::poll_fn(|_| -> Poll<Option<_>> {
                 panic!("a fault in the producer")
             }));
-        let (received, slots) = serve(partition_of(panicking, 2));
+        let (received, slots) = serve(partition_of(panicking, 2)).await;
         let status = received.last().unwrap().as_ref().unwrap_err();
         assert_eq!(status.code(), Code::Internal);
         assert!(status.message().contains("a fault in the producer"));
         assert_eq!(slots.open(), 0);
     }
 
-    #[test]
-    fn a_producer_error_is_passed_on_and_ends_the_stream() {
+    #[tokio::test]
+    async fn a_producer_error_is_passed_on_and_ends_the_stream() {
         let failing = stream::iter([minibatch(), Err(Status::not_found("gone")), minibatch()]);
-        let (received, _) = serve(partition_of(failing, 3));
+        let (received, _) = serve(partition_of(failing, 3)).await;
         assert_eq!(received.len(), 2, "nothing follows the error");
         assert_eq!(received[1].as_ref().unwrap_err().code(), Code::NotFound);
     }
 
-    #[test]
-    fn a_query_result_has_no_expected_length() {
+    #[tokio::test]
+    async fn a_query_result_has_no_expected_length() {
         let messages = stream::iter([Ok(FlightData::default())]).boxed();
-        let (received, _) = serve(Produced::messages(messages));
+        let deadline = QueryDeadline::after(PATIENT);
+        let (received, _) = serve(Produced::query(messages, deadline)).await;
         assert_eq!(received.len(), 1);
         assert!(received[0].is_ok());
     }
 
-    #[test]
-    fn a_stream_dropped_midway_frees_its_slot() {
-        let slots = StreamSlots::new(StreamLimits {
-            max_streams: 1,
-            max_streams_per_client: 1,
-        });
-        let slot = slots.acquire(Client::UnixSocket).unwrap();
+    #[tokio::test]
+    async fn a_stream_dropped_midway_frees_its_slot() {
         let endless = partition_of(stream::repeat_with(minibatch), u64::MAX);
-        let mut served = Served::new(endless, slot, Arc::default(), Span::none());
-        assert!(block_on(served.next()).unwrap().is_ok());
+        let (mut served, slots) = served(endless, PATIENT);
+        assert!(served.next().await.unwrap().is_ok());
         assert_eq!(slots.open(), 1);
         drop(served);
         assert_eq!(slots.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stream_left_unread_past_its_idle_timeout_is_released_and_ends_aborted() {
+        let endless = partition_of(stream::repeat_with(minibatch), u64::MAX);
+        let (mut served, slots) = served(endless, Duration::from_millis(50));
+        assert!(served.next().await.unwrap().is_ok());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            slots.open(),
+            0,
+            "the slot is free before the client reads again"
+        );
+        let status = served.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(
+            status.message().contains("--stream-idle-timeout"),
+            "{status}"
+        );
+        assert!(status.message().contains("start_batch"), "{status}");
+        assert!(served.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_read_more_often_than_its_idle_timeout_is_never_released() {
+        let endless = partition_of(stream::repeat_with(minibatch), u64::MAX);
+        let (mut served, slots) = served(endless, Duration::from_millis(200));
+        for _ in 0..10 {
+            assert!(served.next().await.unwrap().is_ok());
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        assert_eq!(slots.open(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_query_past_its_deadline_ends_even_while_its_client_reads_nothing() {
+        let endless = stream::repeat_with(|| Ok(FlightData::default())).boxed();
+        let deadline = QueryDeadline::after(Duration::from_millis(50));
+        let (mut served, slots) = served(Produced::query(endless, deadline), PATIENT);
+        assert!(served.next().await.unwrap().is_ok());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(slots.open(), 0);
+        let status = served.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
     }
 }

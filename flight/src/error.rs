@@ -31,6 +31,10 @@ pub enum ServiceError {
     /// names its flag.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The server ended a call it had accepted (a stream left unread);
+    /// the message says how to go on.
+    #[error("{0}")]
+    Aborted(String),
     /// The server's fault, never the client's.
     #[error("{0}")]
     Internal(String),
@@ -47,6 +51,7 @@ impl ServiceError {
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::Aborted(_) => Code::Aborted,
             Self::Internal(_) => Code::Internal,
         }
     }

@@ -24,7 +24,7 @@ mod sql_answers;
 mod stream_slots;
 
 pub use auth::UsersError;
-pub use config::{AuthConfig, ServiceConfig, TlsFiles};
+pub use config::{AuthConfig, ConnectionLimits, ServiceConfig, TlsFiles};
 pub use error::ServiceError;
 pub use server::{Layers, Server, ServerError};
 pub use stream_slots::StreamLimits;

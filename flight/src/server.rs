@@ -14,7 +14,7 @@ use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
 use tower::layer::util::{Identity, Stack};
 
 use crate::auth::{Authenticate, Authenticator, UsersError};
-use crate::config::{ServiceConfig, TlsFiles};
+use crate::config::{ConnectionLimits, ServiceConfig, TlsFiles};
 use crate::metrics::CountFailures;
 use crate::request_size_limit::RequestSizeLimit;
 use crate::service::CellflightService;
@@ -49,6 +49,7 @@ pub type Layers = Stack<Authenticate, Stack<RequestSizeLimit, Stack<CountFailure
 pub struct Server {
     shared: Arc<Shared>,
     tls: Option<ServerTlsConfig>,
+    connections: ConnectionLimits,
 }
 
 impl Server {
@@ -66,6 +67,7 @@ impl Server {
         Ok(Self {
             shared: Arc::new(shared),
             tls,
+            connections: config.connections,
         })
     }
 
@@ -114,9 +116,13 @@ impl Server {
         let shared = &self.shared;
         let service = FlightServiceServer::new(CellflightService::new(Arc::clone(shared)))
             .max_decoding_message_size(shared.max_request_bytes);
-        let mut server = tonic::transport::Server::builder();
+        let connections = &self.connections;
+        let mut server = tonic::transport::Server::builder()
+            .max_concurrent_streams(connections.max_streams_per_connection)
+            .http2_keepalive_interval(Some(connections.keepalive_interval))
+            .http2_keepalive_timeout(Some(connections.keepalive_timeout));
         if let Some(tls) = tls {
-            server = server.tls_config(tls)?;
+            server = server.tls_config(tls.timeout(connections.tls_handshake_timeout))?;
         }
         Ok(server
             .layer(CountFailures::new(Arc::clone(&shared.metrics)))

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::auth::AUTHORIZATION;
 use crate::command::Command;
-use crate::do_get::{Produced, Served};
+use crate::do_get::{Produced, QueryDeadline, Served};
 use crate::error::ServiceError;
 use crate::flight_sql::FlightSqlFrontEnd;
 use crate::shared::Shared;
@@ -46,15 +46,22 @@ impl CellflightService {
 
     /// What a DoGet ticket names: a Flight SQL or `{"sql": ...}` result,
     /// or a partition of a training stream.
+    /// When a query started now must end (--sql-timeout), read or not.
+    fn query_deadline(&self) -> QueryDeadline {
+        QueryDeadline::after(self.shared.engine.sql().limits().timeout)
+    }
+
     async fn produce(&self, request: Request<Ticket>, caller: &Caller) -> Result<Produced, Status> {
         let ticket = match Command::of_ticket(&request.get_ref().ticket)? {
             Command::FlightSql => {
+                let deadline = self.query_deadline();
                 let messages = self.flight_sql.do_get(request).await?.into_inner();
-                return Ok(Produced::messages(messages));
+                return Ok(Produced::query(messages, deadline));
             }
             Command::Sql(sql) => {
+                let deadline = self.query_deadline();
                 let messages = query_stream(&self.shared.engine, caller, &sql.sql, &[]).await?;
-                return Ok(Produced::messages(messages));
+                return Ok(Produced::query(messages, deadline));
             }
             Command::Stream(ticket) => ticket,
         };
@@ -174,7 +181,7 @@ impl FlightService for CellflightService {
             .auth
             .handshake(request.metadata())
             .inspect_err(|error| {
-                tracing::warn!(peer = %Client::of(&request), %error, "sign-in refused");
+                tracing::warn!(peer = %Client::peer_of(&request), %error, "sign-in refused");
             })?;
         let bearer = format!("Bearer {token}")
             .parse()
@@ -230,8 +237,8 @@ impl FlightService for CellflightService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let client = Client::of(&request);
         let caller = self.shared.auth.caller_of(&request)?;
+        let client = Client::of(&request, &caller);
         let span = tracing::info_span!(
             "do_get",
             peer = %client,
@@ -245,8 +252,13 @@ impl FlightService for CellflightService {
             .instrument(span.clone())
             .await?;
         let metrics = Arc::clone(&self.shared.metrics);
+        let idle_timeout = self.shared.streams.limits().idle_timeout;
         Ok(Response::new(Box::pin(Served::new(
-            produced, slot, metrics, span,
+            produced,
+            slot,
+            idle_timeout,
+            metrics,
+            span,
         ))))
     }
 

@@ -7,29 +7,44 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use cellflight_engine::Caller;
 
 use crate::error::ServiceError;
 
-/// How many DoGet streams may be open at once.
+/// How many DoGet streams may be open at once, and for how long unread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamLimits {
     /// Streams open at once on the server.
     pub max_streams: usize,
     /// Streams open at once for one client.
     pub max_streams_per_client: usize,
+    /// How long a stream whose client reads nothing keeps its slot.
+    pub idle_timeout: Duration,
 }
 
-/// Whom a stream serves: TCP clients are told apart by address; the
-/// clients of the Unix socket, all on this host, count as one.
+/// Whom a stream serves: a signed-in user, whatever hosts their trainers
+/// run on; without authentication, TCP clients told apart by address, and
+/// the clients of the Unix socket, all on this host, as one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Client {
+    User(Arc<str>),
     Address(IpAddr),
     UnixSocket,
 }
 
 impl Client {
-    /// The client that sent `request`.
-    pub(crate) fn of<T>(request: &tonic::Request<T>) -> Self {
+    /// The client that sent `request` as `caller`.
+    pub(crate) fn of<T>(request: &tonic::Request<T>, caller: &Caller) -> Self {
+        match &caller.user {
+            Some(user) => Self::User(Arc::clone(user)),
+            None => Self::peer_of(request),
+        }
+    }
+
+    /// Where `request` came from, whoever sent it.
+    pub(crate) fn peer_of<T>(request: &tonic::Request<T>) -> Self {
         match request.remote_addr() {
             Some(address) => Self::Address(address.ip()),
             None => Self::UnixSocket,
@@ -40,6 +55,7 @@ impl Client {
 impl fmt::Display for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::User(user) => write!(f, "user {user}"),
             Self::Address(ip) => write!(f, "{ip}"),
             Self::UnixSocket => f.write_str("unix-socket"),
         }
@@ -86,7 +102,7 @@ impl StreamSlots {
         let of_client = open.by_client.entry(client.clone()).or_default();
         if *of_client >= self.limits.max_streams_per_client {
             return Err(ServiceError::ResourceExhausted(format!(
-                "client {client} has {} streams open, the limit per client (--max-streams-per-client); retry when one ends",
+                "{client} has {} streams open, the limit per client (--max-streams-per-client); retry when one ends",
                 self.limits.max_streams_per_client
             )));
         }
@@ -96,6 +112,10 @@ impl StreamSlots {
             slots: Arc::clone(self),
             client,
         })
+    }
+
+    pub(crate) fn limits(&self) -> &StreamLimits {
+        &self.limits
     }
 
     /// Streams open now.
@@ -131,6 +151,7 @@ mod tests {
         StreamSlots::new(StreamLimits {
             max_streams,
             max_streams_per_client,
+            idle_timeout: Duration::from_secs(1800),
         })
     }
 
@@ -150,6 +171,36 @@ mod tests {
         assert!(refused.to_string().contains("--max-streams-per-client"));
         assert!(refused.to_string().contains("10.0.0.1"));
         assert!(slots.acquire(client(2)).is_ok());
+    }
+
+    #[test]
+    fn a_signed_in_user_is_one_client_from_every_host() {
+        let slots = slots(10, 1);
+        let request = |last: u8| {
+            let mut request = tonic::Request::new(());
+            let address = std::net::SocketAddr::from(([10, 0, 0, last], 4000));
+            request
+                .extensions_mut()
+                .insert(tonic::transport::server::TcpConnectInfo {
+                    local_addr: None,
+                    remote_addr: Some(address),
+                });
+            request
+        };
+        let alice = Caller {
+            user: Some(Arc::from("alice")),
+            access: cellflight_sql::Access::All,
+        };
+        let _held = slots.acquire(Client::of(&request(1), &alice)).unwrap();
+        let refused = slots
+            .acquire(Client::of(&request(2), &alice))
+            .err()
+            .unwrap();
+        assert!(refused
+            .to_string()
+            .contains("user alice has 1 streams open"));
+        let anonymous = Caller::anyone();
+        assert!(slots.acquire(Client::of(&request(2), &anonymous)).is_ok());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 """Open-stream limits (`--max-streams`, `--max-streams-per-client`): a
 stream past either is refused with RESOURCE_EXHAUSTED naming the limit,
-others keep being served, and a slot comes back when its stream ends or
-its client dies."""
+others keep being served, and a slot comes back when its stream ends, its
+client dies, or its client leaves it unread past `--stream-idle-timeout`
+(then the loader resumes it by itself)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import textwrap
 import time
 import urllib.request
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+
+import cellflight
 
 from cli import wait_until
 from test_serve import start, stop
@@ -150,3 +154,29 @@ HOLD_TWO_STREAMS = textwrap.dedent(
 @pytest.mark.parametrize("value", ["0", "-1", "many"])
 def test_a_limit_that_is_not_a_positive_count_is_refused_naming_the_flag(cellflight, wide_dataset, flag, value):
     cellflight.fails("serve", "--data", wide_dataset, "--listen", "127.0.0.1:0", f"{flag}={value}", mentions=[flag, value])
+
+
+@pytest.fixture
+def impatient(cellflight, wide_dataset):
+    """A server of one stream slot, reclaimed after a second unread; yields
+    (address, metrics URL)."""
+    server, address = start(
+        cellflight, wide_dataset, "--max-streams", 1, "--stream-idle-timeout", "1s", "--metrics", "127.0.0.1:0",
+    )  # fmt: skip
+    try:
+        yield address, metrics_url(server)
+    finally:
+        assert stop(server) == 0, "the server exits cleanly"
+
+
+def test_a_paused_loader_loses_its_slot_then_resumes_and_reads_each_cell_once(impatient):
+    address, metrics = impatient
+    loader = cellflight.connect(address).loader(format="dense", batch_size=16, fetch_factor=2, prefetch=2)
+    batches = iter(loader)
+    cells = [next(batches).cell_id.copy()]
+    # The trainer validates: nothing reads, and the slot goes to others.
+    wait_until(lambda: metric(metrics, "cellflight_streams_open") == 0, 15, "the unread stream keeps its slot")
+    eventually_opens(address, 0).cancel()
+    cells.extend(batch.cell_id.copy() for batch in batches)
+    assert metric(metrics, 'cellflight_errors_total{code="ABORTED"}') == 1
+    np.testing.assert_array_equal(np.sort(np.concatenate(cells)), np.arange(4000))

@@ -12,4 +12,5 @@
 mod client_stream;
 mod common;
 mod health;
+mod idle_streams;
 mod security;

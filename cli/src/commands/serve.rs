@@ -11,7 +11,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use cellflight_engine::{Caller, EngineConfig};
 use cellflight_flight::{
-    AuthConfig, Layers, Server, ServerError, ServiceConfig, StreamLimits, TlsFiles,
+    AuthConfig, ConnectionLimits, Layers, Server, ServerError, ServiceConfig, StreamLimits,
+    TlsFiles,
 };
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_sql::SqlLimits;
@@ -78,6 +79,13 @@ fn service_config(args: &ServeArgs, data: PathBuf) -> ServiceConfig {
         streams: StreamLimits {
             max_streams: args.max_streams as usize,
             max_streams_per_client: args.max_streams_per_client as usize,
+            idle_timeout: *args.stream_idle_timeout,
+        },
+        connections: ConnectionLimits {
+            max_streams_per_connection: args.max_streams_per_connection,
+            keepalive_interval: *args.keepalive_interval,
+            keepalive_timeout: *args.keepalive_timeout,
+            tls_handshake_timeout: *args.security.tls_handshake_timeout,
         },
         max_request_bytes: args.max_request_size.0 as usize,
         auth: AuthConfig {
@@ -328,6 +336,8 @@ fn ensure_demo(cache: &Path) -> Result<PathBuf, CommandError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::Parser;
 
     use super::*;
@@ -354,6 +364,11 @@ mod tests {
             "--column-cache=3MiB",
             "--max-streams=7",
             "--max-streams-per-client=3",
+            "--stream-idle-timeout=5min",
+            "--max-streams-per-connection=11",
+            "--keepalive-interval=12s",
+            "--keepalive-timeout=13s",
+            "--tls-handshake-timeout=14s",
             "--max-request-size=1MiB",
             "--auth-file=/etc/users.json",
             "--tls-cert=/c.pem",
@@ -376,13 +391,23 @@ mod tests {
             SqlLimits {
                 memory_bytes: 5 << 20,
                 query_memory_bytes: 4 << 20,
-                timeout: std::time::Duration::from_secs(2),
+                timeout: Duration::from_secs(2),
                 max_rows: 9,
             }
         );
         assert_eq!(engine.spill_dir.as_deref(), Some(Path::new("/spill")));
         assert_eq!(config.streams.max_streams, 7);
         assert_eq!(config.streams.max_streams_per_client, 3);
+        assert_eq!(config.streams.idle_timeout, Duration::from_secs(300));
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                max_streams_per_connection: 11,
+                keepalive_interval: Duration::from_secs(12),
+                keepalive_timeout: Duration::from_secs(13),
+                tls_handshake_timeout: Duration::from_secs(14),
+            }
+        );
         assert_eq!(config.max_request_bytes, 1 << 20);
         assert_eq!(
             config.auth.users_file.as_deref(),

@@ -12,6 +12,7 @@ PyTorch: `cellflight.torch.CellDataset`; Lightning:
 
 from .client import Client, DatasetInfo, connect
 from .errors import (
+    Aborted,
     Cancelled,
     CellflightError,
     DeadlineExceeded,
@@ -30,7 +31,7 @@ from .loader import Batch, Loader
 __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "Cancelled", "CellflightError", "Client", "DatasetInfo", "DeadlineExceeded", "FailedPrecondition",
+    "Aborted", "Batch", "Cancelled", "CellflightError", "Client", "DatasetInfo", "DeadlineExceeded", "FailedPrecondition",
     "IncompleteStream", "InvalidArgument", "Loader", "NotFound", "PermissionDenied", "ResourceExhausted",
     "Unauthenticated", "Unavailable", "Unimplemented", "connect",
 ]

@@ -91,6 +91,14 @@ class Cancelled(CellflightError):
     code = "CANCELLED"
 
 
+class Aborted(CellflightError):
+    """The server ended a stream it had accepted, e.g. one left unread past
+    its --stream-idle-timeout; the loaders resume it from the next batch by
+    themselves."""
+
+    code = "ABORTED"
+
+
 class IncompleteStream(CellflightError):
     """A partition's stream ended without an error before its last batch,
     or skipped one (checked by the client, whatever the server): the
@@ -103,7 +111,7 @@ _CLASSES = {
     cls.code: cls
     for cls in (
         InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted, DeadlineExceeded, Unauthenticated,
-        PermissionDenied, Unavailable, Unimplemented, Cancelled,
+        PermissionDenied, Unavailable, Unimplemented, Cancelled, Aborted,
     )
 }
 

@@ -17,7 +17,7 @@ import pyarrow.flight as flight
 
 from . import client as _client
 from .client import Client, _call, as_client, check_dataset_name
-from .errors import IncompleteStream, translate
+from .errors import Aborted, IncompleteStream, translate
 
 FORMATS = ("csr", "dense")
 # Columns of the stream that are not obs columns.
@@ -233,6 +233,7 @@ class _StreamReader(threading.Thread):
         self.stop = stop
         self.reader = None
         self.connection = None
+        self.next_batch = stream.batches.start
 
     def put(self, item) -> bool:
         while not self.stop.is_set():
@@ -246,19 +247,8 @@ class _StreamReader(threading.Thread):
     def run(self):
         try:
             self.connection = self.client.new_flight_client()
-            self.reader = self.connection.do_get(self.stream.ticket)
-            next_batch = self.stream.batches.start
-            while not self.stop.is_set():
-                try:
-                    chunk = self.reader.read_chunk()
-                except StopIteration:
-                    check_ended(self.stream, next_batch)
-                    break
-                metadata = json.loads(chunk.app_metadata.to_pybytes())
-                next_batch = check_position(self.stream, next_batch, metadata)
-                if not self.put(self.convert(chunk.data, metadata)):
-                    return
-            self.put(_END)
+            if self.read_resuming():
+                self.put(_END)
         except BaseException as error:  # handed to the consumer, which re-raises it
             if not self.stop.is_set():
                 self.put(_Failed(translate(error)))
@@ -268,6 +258,35 @@ class _StreamReader(threading.Thread):
                     self.connection.close()
                 except Exception:
                     pass
+
+    def read_resuming(self) -> bool:
+        """Reads the partition to its end (True) or until stopped (False).
+        A stream the server aborted (left unread past its idle timeout
+        while the trainer paused) is requested again from the next batch,
+        once per position: an abort before any further batch is raised."""
+        resumed_at = None
+        while True:
+            try:
+                return self.read_from(self.next_batch)
+            except Exception as error:
+                error = translate(error)
+                if not isinstance(error, Aborted) or resumed_at == self.next_batch or self.stop.is_set():
+                    raise error
+                resumed_at = self.next_batch
+
+    def read_from(self, start_batch: int) -> bool:
+        self.reader = self.connection.do_get(ticket_at(self.stream.ticket, start_batch))
+        while not self.stop.is_set():
+            try:
+                chunk = self.reader.read_chunk()
+            except StopIteration:
+                check_ended(self.stream, self.next_batch)
+                return True
+            metadata = json.loads(chunk.app_metadata.to_pybytes())
+            self.next_batch = check_position(self.stream, self.next_batch, metadata)
+            if not self.put(self.convert(chunk.data, metadata)):
+                return False
+        return False
 
     def cancel(self):
         reader = self.reader
