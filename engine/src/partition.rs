@@ -104,6 +104,7 @@ fn produce(
         let rows = plan.rows.read(plan.cell_ids(fetch.read_order()))?;
         for batch in fetch.batches() {
             let body = plan.output.minibatch(&rows, &batch)?;
+            plan.rows.check_intact()?;
             let minibatch = Minibatch {
                 position: BatchPosition {
                     partition,

@@ -22,6 +22,11 @@ pub trait RowSource: Send + Sync + fmt::Debug {
     /// Says that `cell_ids` (ascending) will be read next, so that reading
     /// them overlaps with sending the current fetch. Advice only.
     fn prefetch(&self, cell_ids: &[u64]) -> Result<(), EngineError>;
+
+    /// Fails if rows already read were damaged under the reader (a mapped
+    /// file truncated by another process reads as zeros): called after a
+    /// minibatch is made from them and before it is sent.
+    fn check_intact(&self) -> Result<(), EngineError>;
 }
 
 /// A dataset's memory-mapped matrix: rows are zero-copy slices of the map.
@@ -60,6 +65,10 @@ impl RowSource for MappedMatrix {
             self.matrix().prefetch(run)?;
         }
         Ok(())
+    }
+
+    fn check_intact(&self) -> Result<(), EngineError> {
+        Ok(self.matrix().check_intact()?)
     }
 }
 

@@ -111,6 +111,10 @@ impl RowSource for FaultyRows {
     fn prefetch(&self, _cell_ids: &[u64]) -> Result<(), EngineError> {
         Ok(())
     }
+
+    fn check_intact(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 #[tokio::test]

@@ -39,6 +39,10 @@ pub enum StoreError {
         column: String,
         columns: Vec<String>,
     },
+    /// The matrix file shrank under the server (truncated by another
+    /// process) while it was being read: what was read is lost.
+    #[error("{}: the file was truncated while it was being read; restore or re-ingest the dataset, then refresh", .0.display())]
+    Truncated(PathBuf),
     /// The caller broke the writer's contract (a bug upstream, or bad input it did not check).
     #[error("cannot write the dataset: {0}")]
     InvalidInput(String),

@@ -5,6 +5,7 @@
 mod column;
 mod commit;
 mod error;
+mod fault_guard;
 mod layout;
 mod matrix_reader;
 mod matrix_writer;

@@ -15,10 +15,13 @@ use arrow_ipc::reader::{read_footer_length, FileDecoder};
 use arrow_ipc::{root_as_footer, Block};
 use arrow_schema::{ArrowError, SchemaRef};
 
+use crate::fault_guard::GuardedRegion;
 use crate::{StoreError, VERSION_METADATA_KEY};
 
 pub struct Matrix {
     path: PathBuf,
+    /// The mapping, held also by `buffer` and every slice read from it.
+    file: Arc<MappedFile>,
     buffer: Buffer,
     schema: SchemaRef,
     decoder: FileDecoder,
@@ -53,14 +56,8 @@ impl Matrix {
         cells_per_batch: u32,
         n_cells: u64,
     ) -> Result<Result<Self, VersionMismatch>, StoreError> {
-        let file = File::open(path).map_err(StoreError::io(path))?;
-        // SAFETY: relies on no process writing to or truncating the file
-        // while it is mapped. cellflight never does: a new version is written
-        // elsewhere and renamed over, and the old inode lives on while mapped,
-        // so the bytes stay fixed. A file truncated by someone else would make
-        // a read of the lost pages fault with SIGBUS.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(path))?;
-        let buffer = Buffer::from(bytes::Bytes::from_owner(mmap));
+        let file = Arc::new(MappedFile::open(path)?);
+        let buffer = Buffer::from(bytes::Bytes::from_owner(SharedMap(Arc::clone(&file))));
         let (decoder, blocks, schema) = read_footer(&buffer).map_err(StoreError::arrow(path))?;
         let found = schema.metadata().get(VERSION_METADATA_KEY);
         if found.map(String::as_str) != Some(version) {
@@ -71,6 +68,7 @@ impl Matrix {
         }
         Ok(Ok(Self {
             path: path.to_owned(),
+            file,
             batches: blocks.iter().map(|_| OnceLock::new()).collect(),
             buffer,
             schema,
@@ -83,6 +81,20 @@ impl Matrix {
 
     pub fn n_cells(&self) -> u64 {
         self.n_cells
+    }
+
+    /// Fails if a read of the matrix faulted because its file was
+    /// truncated under the server; call it after using what was read.
+    pub fn check_intact(&self) -> Result<(), StoreError> {
+        match self
+            .file
+            .region
+            .as_ref()
+            .is_some_and(GuardedRegion::is_damaged)
+        {
+            true => Err(StoreError::Truncated(self.path.clone())),
+            false => Ok(()),
+        }
     }
 
     pub fn n_batches(&self) -> usize {
@@ -174,6 +186,36 @@ impl Matrix {
             }
         }
         Ok(())
+    }
+}
+
+/// A file mapped read-only, its mapping guarded against truncation (see
+/// `fault_guard`). The guard is dropped before the mapping (field order).
+struct MappedFile {
+    region: Option<GuardedRegion>,
+    map: memmap2::Mmap,
+}
+
+impl MappedFile {
+    fn open(path: &Path) -> Result<Self, StoreError> {
+        let file = File::open(path).map_err(StoreError::io(path))?;
+        // SAFETY: the bytes stay fixed while mapped: cellflight never writes
+        // to a published file (a new version is written elsewhere and renamed
+        // over; the old inode lives on while mapped). A file truncated by
+        // someone else would fault on the lost pages with SIGBUS, which the
+        // guard registered below turns into a `Truncated` error.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(StoreError::io(path))?;
+        let region = GuardedRegion::register(map.as_ptr(), map.len());
+        Ok(Self { region, map })
+    }
+}
+
+/// The mapping as the owner of the bytes a `Buffer` reads.
+struct SharedMap(Arc<MappedFile>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.map
     }
 }
 

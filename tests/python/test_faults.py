@@ -5,6 +5,8 @@ is noticed by the client."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 
 import client_helpers  # noqa: F401  (the package of this checkout)
@@ -88,5 +90,28 @@ def test_a_stream_that_ends_early_without_an_error_raises_naming_the_resume_poin
             assert batches == [0, 1, 2]
             assert raised.value.code == "DATA_LOSS"
             assert "partition 0 ended before batch 3 of its 60; resume from start_batch 3" in raised.value.message
+    finally:
+        assert stop(server) == 0
+
+
+def test_a_matrix_truncated_under_the_server_is_an_error_status_not_a_crash(cellflight, tmp_path):
+    data = tmp_path / "data"
+    cellflight.ok("generate", data / "doomed", "--cells", 3000, "--genes", 500, "--seed", 8)
+    cellflight.ok("generate", data / "intact", "--cells", 300, "--genes", 50, "--seed", 9)
+    server, address = start(cellflight, data)
+    try:
+        client = flight.connect(address)
+
+        def read_all(dataset: str):
+            info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"dataset": dataset})))
+            return client.do_get(info.endpoints[0].ticket).read_all()
+
+        assert read_all("doomed").num_rows == 3000  # mapped and read once
+        matrix = data / "doomed" / json.loads((data / "doomed" / "manifest.json").read_text())["matrix"]["file"]
+        os.truncate(matrix, matrix.stat().st_size // 4)  # another process, in place
+        with pytest.raises(flight.FlightInternalError, match="truncated while it was being read"):
+            read_all("doomed")
+        assert server.poll() is None, "the server survived the fault"
+        assert read_all("intact").num_rows == 300
     finally:
         assert stop(server) == 0
