@@ -33,6 +33,8 @@ pub enum Subcommand {
     Generate(GenerateArgs),
     /// Describe a dataset; with --verify, check it end to end.
     Inspect(InspectArgs),
+    /// Read a password from stdin (one line) and print its argon2id hash, the `password_hash` of a users file.
+    HashPassword,
 }
 
 #[derive(Debug, Args)]
@@ -91,7 +93,7 @@ pub struct ServeArgs {
 /// leaves the token out.
 #[derive(Default, Args)]
 pub struct SecurityArgs {
-    /// Users and their bearer tokens, passwords and dataset grants (JSON; chmod 600). With it, every call needs a token.
+    /// Users and their bearer tokens, password hashes and dataset grants (JSON; chmod 600). With it, every call needs a token.
     #[arg(long, env = "CELLFLIGHT_AUTH_FILE", value_name = "PATH")]
     pub auth_file: Option<PathBuf>,
     /// One bearer token reading every dataset; better set in the environment than on a command line others can list.
