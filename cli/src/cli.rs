@@ -79,7 +79,7 @@ pub struct ServeArgs {
     /// After SIGTERM or SIGINT, how long open streams may go on before the server closes them and exits, e.g. 30s.
     #[arg(long, env = "CELLFLIGHT_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
-    /// Largest message a client may send (a request, a ticket, bound query parameters); one larger is refused with ResourceExhausted.
+    /// Largest message a client may send (a request, a ticket), and largest DoPut of bound query parameters, all its messages together; more is refused with ResourceExhausted.
     #[arg(long, env = "CELLFLIGHT_MAX_REQUEST_SIZE", default_value = "16MiB")]
     pub max_request_size: ByteSize,
     #[command(flatten)]
