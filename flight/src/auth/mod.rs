@@ -172,14 +172,16 @@ impl Authenticator {
                 return Ok(token.to_string());
             }
         };
-        let sign_in = users
-            .password_sign_in(&user)
-            .ok_or(SignInError::WrongPassword)?;
-        if !self.checks.matches(sign_in.hash.clone(), password).await? {
-            return Err(SignInError::WrongPassword.into());
+        let sign_in = users.password_sign_in(&user);
+        let hash = sign_in.map(|sign_in| sign_in.hash.clone());
+        let matched = self.checks.matches(hash, password).await?;
+        match sign_in {
+            Some(sign_in) if matched => {
+                tracing::info!(user = %user, "signed in");
+                Ok(sign_in.token.clone())
+            }
+            _ => Err(SignInError::WrongPassword.into()),
         }
-        tracing::info!(user = %user, "signed in");
-        Ok(sign_in.token.clone())
     }
 }
 

@@ -4,7 +4,7 @@
 //! reaches the port could otherwise ask for in any number.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -52,6 +52,15 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         .map(|hash| hash.to_string())
         .map_err(|e| PasswordError::Hashing(e.to_string()))
 }
+
+/// Checked in place of a user's hash when the user name is unknown or has
+/// no password, so that every Basic sign-in takes a check's time and
+/// timing does not tell which user names exist. Its password is no secret:
+/// a match against it is never a sign-in.
+static DECOY: LazyLock<Option<StoredHash>> = LazyLock::new(|| {
+    let phc = hash_password("decoy").ok()?;
+    StoredHash::parse(&phc).ok()
+});
 
 /// A users file's `password_hash`, checked when the file is read so that a
 /// typo stops the server at startup rather than failing every sign-in.
@@ -119,10 +128,12 @@ impl PasswordChecks {
         }
     }
 
-    /// Whether `password` matches `hash`; `Busy` when no check frees in time.
+    /// Whether `password` matches `hash`; `Busy` when no check frees in
+    /// time. Without a hash (an unknown user, or one without a password) a
+    /// [`DECOY`] is checked, just as long, and the answer is no.
     pub(crate) async fn matches(
         &self,
-        hash: StoredHash,
+        hash: Option<StoredHash>,
         password: String,
     ) -> Result<bool, SignInError> {
         let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
@@ -131,7 +142,13 @@ impl PasswordChecks {
             .map_err(|e| SignInError::CheckFailed(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
             let _held_while_hashing = permit;
-            hash.matches(&password)
+            match hash {
+                Some(hash) => hash.matches(&password),
+                None => {
+                    let _only_timed = DECOY.as_ref().map(|decoy| decoy.matches(&password));
+                    false
+                }
+            }
         })
         .await
         .map_err(|e| SignInError::CheckFailed(e.to_string()))
@@ -183,10 +200,17 @@ mod tests {
             Arc::clone(&checks.permits).acquire_owned().await.unwrap(),
             Arc::clone(&checks.permits).acquire_owned().await.unwrap(),
         ];
-        let busy = checks.matches(hash.clone(), "wonderland".into()).await;
-        assert!(matches!(busy, Err(SignInError::Busy)), "{busy:?}");
+        for hash in [Some(hash.clone()), None] {
+            let busy = checks.matches(hash, "wonderland".into()).await;
+            assert!(matches!(busy, Err(SignInError::Busy)), "{busy:?}");
+        }
         drop(held);
-        assert!(checks.matches(hash, "wonderland".into()).await.unwrap());
+        assert!(checks
+            .matches(Some(hash), "wonderland".into())
+            .await
+            .unwrap());
+        // An unknown user's password is checked against the decoy: never a match.
+        assert!(!checks.matches(None, "decoy".into()).await.unwrap());
         assert_eq!(checks.permits.available_permits(), 2, "the permit is back");
     }
 }
