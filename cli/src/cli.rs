@@ -33,6 +33,8 @@ pub enum Subcommand {
     Generate(GenerateArgs),
     /// Describe a dataset; with --verify, check it end to end.
     Inspect(InspectArgs),
+    /// Read a password from stdin (one line) and print its argon2id hash, the `password_hash` of a users file.
+    HashPassword,
 }
 
 #[derive(Debug, Args)]
@@ -94,7 +96,7 @@ pub struct ServeArgs {
     /// After SIGTERM or SIGINT, how long open streams may go on before the server closes them and exits, e.g. 30s.
     #[arg(long, env = "CELLFLIGHT_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
-    /// Largest message a client may send (a request, a ticket, bound query parameters); one larger is refused with ResourceExhausted.
+    /// Largest message a client may send (a request, a ticket), and largest DoPut of bound query parameters, all its messages together; more is refused with ResourceExhausted.
     #[arg(long, env = "CELLFLIGHT_MAX_REQUEST_SIZE", default_value = "16MiB")]
     pub max_request_size: ByteSize,
     #[command(flatten)]
@@ -108,7 +110,7 @@ pub struct ServeArgs {
 /// leaves the token out.
 #[derive(Default, Args)]
 pub struct SecurityArgs {
-    /// Users and their bearer tokens, passwords and dataset grants (JSON; chmod 600). With it, every call needs a token.
+    /// Users and their bearer tokens, password hashes and dataset grants (JSON; chmod 600). With it, every call needs a token.
     #[arg(long, env = "CELLFLIGHT_AUTH_FILE", value_name = "PATH")]
     pub auth_file: Option<PathBuf>,
     /// One bearer token reading every dataset; better set in the environment than on a command line others can list.

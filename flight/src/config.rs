@@ -15,8 +15,9 @@ pub struct ServiceConfig {
     pub engine: EngineConfig,
     pub streams: StreamLimits,
     pub connections: ConnectionLimits,
-    /// Largest message a client may send (a request, a ticket, bound query
-    /// parameters); one larger is refused with RESOURCE_EXHAUSTED.
+    /// Largest message a client may send (a request, a ticket), and largest
+    /// DoPut (bound query parameters), all its messages together; more is
+    /// refused with RESOURCE_EXHAUSTED.
     pub max_request_bytes: usize,
     pub auth: AuthConfig,
     /// Serve TLS; none: plain TCP.

@@ -6,6 +6,8 @@ use cellflight_schemas::RequestError;
 use cellflight_sql::SqlError;
 use tonic::{Code, Status};
 
+use crate::auth::SignInError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
@@ -22,6 +24,9 @@ pub enum ServiceError {
     /// No credentials, or credentials the server does not know.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A Handshake that did not sign in.
+    #[error(transparent)]
+    SignIn(#[from] SignInError),
     /// The call does not apply to this server as configured.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -47,7 +52,13 @@ impl ServiceError {
             Self::Engine(error) => code_of(error.kind()),
             Self::Sql(error) => code_of(sql_error_kind(error)),
             Self::Request(_) | Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::Unauthenticated(_) | Self::SignIn(SignInError::WrongPassword) => {
+                Code::Unauthenticated
+            }
+            Self::SignIn(SignInError::TooManyFailures { .. } | SignInError::Busy) => {
+                Code::ResourceExhausted
+            }
+            Self::SignIn(SignInError::CheckFailed(_)) => Code::Internal,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
@@ -106,11 +117,15 @@ impl From<ServiceError> for Status {
     /// The one boundary: the code, and the log line. The server's own
     /// faults are errors in its log; limits reached are warnings (an
     /// operator may want to raise them); a client's mistakes are only
-    /// debug lines, since any client can send any number of them.
+    /// debug lines, since any client can send any number of them. Refused
+    /// sign-ins are the sign-in limit's to log, a line a minute per peer.
     fn from(error: ServiceError) -> Self {
         let code = error.code();
         match code {
             Code::Internal => tracing::error!(%error, "request failed"),
+            _ if matches!(error, ServiceError::SignIn(_)) => {
+                tracing::debug!(%error, ?code, "sign-in refused")
+            }
             Code::ResourceExhausted | Code::DeadlineExceeded => {
                 tracing::warn!(%error, "request refused")
             }

@@ -23,7 +23,7 @@ mod shared;
 mod sql_answers;
 mod stream_slots;
 
-pub use auth::UsersError;
+pub use auth::{hash_password, PasswordError, SignInError, UsersError};
 pub use config::{AuthConfig, ConnectionLimits, ServiceConfig, TlsFiles};
 pub use error::ServiceError;
 pub use server::{Layers, Server, ServerError};

@@ -1,12 +1,17 @@
 //! `--max-request-size`. tonic refuses a message over the limit from its
 //! length prefix, before reading it, but as OUT_OF_RANGE with its own
 //! words; this layer answers such refusals as gRPC itself does
-//! (RESOURCE_EXHAUSTED), naming the flag.
+//! (RESOURCE_EXHAUSTED), naming the flag. A DoPut is a stream of messages,
+//! each bounded by tonic: [`whole_put_within`] bounds their sum.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use arrow_flight::error::FlightError;
+use arrow_flight::FlightData;
+use futures::{Stream, StreamExt};
+use prost::Message;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::{Code, Status};
@@ -30,6 +35,30 @@ pub(crate) fn over_limit(status: &Status, limit: usize) -> Option<ServiceError> 
         ServiceError::ResourceExhausted(format!(
             "the request message is {found} bytes, over the server's --max-request-size of {limit} bytes"
         ))
+    })
+}
+
+/// The messages of one DoPut, ended with RESOURCE_EXHAUSTED at the first
+/// that takes their total past `limit` bytes: otherwise many messages each
+/// under the limit would add up to any size held in memory.
+pub(crate) fn whole_put_within<S>(
+    messages: S,
+    limit: usize,
+) -> impl Stream<Item = Result<FlightData, FlightError>>
+where
+    S: Stream<Item = Result<FlightData, FlightError>>,
+{
+    let mut total = 0usize;
+    messages.map(move |message| {
+        let message = message?;
+        total = total.saturating_add(message.encoded_len());
+        if total > limit {
+            let refusal = ServiceError::ResourceExhausted(format!(
+                "the DoPut's messages together pass the server's --max-request-size of {limit} bytes (it bounds a whole DoPut, not each message)"
+            ));
+            return Err(FlightError::ExternalError(Box::new(refusal)));
+        }
+        Ok(message)
     })
 }
 
@@ -107,6 +136,23 @@ mod tests {
         assert!(status
             .message()
             .contains("--max-request-size of 16777216 bytes"));
+    }
+
+    #[tokio::test]
+    async fn a_put_is_refused_once_its_messages_together_pass_the_limit() {
+        let message = FlightData::new().with_data_body(vec![0u8; 1000]);
+        let size = message.encoded_len();
+        let messages = futures::stream::iter(vec![message; 5].into_iter().map(Ok));
+        let passed: Vec<_> = whole_put_within(messages, 3 * size).collect().await;
+        assert!(passed[..3].iter().all(Result::is_ok));
+        let Err(FlightError::ExternalError(refusal)) = &passed[3] else {
+            panic!("the fourth message passes the limit: {passed:?}");
+        };
+        let status = match refusal.downcast_ref::<ServiceError>() {
+            Some(ServiceError::ResourceExhausted(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        assert!(status.contains(&format!("--max-request-size of {} bytes", 3 * size)));
     }
 
     #[test]

@@ -176,13 +176,12 @@ impl FlightService for CellflightService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
+        let peer = Client::peer_of(&request);
         let token = self
             .shared
             .auth
-            .handshake(request.metadata())
-            .inspect_err(|error| {
-                tracing::warn!(peer = %Client::peer_of(&request), %error, "sign-in refused");
-            })?;
+            .handshake(&peer, request.metadata())
+            .await?;
         let bearer = format!("Bearer {token}")
             .parse()
             .map_err(|_| ServiceError::Internal("a token is not a header value".into()))?;

@@ -104,12 +104,8 @@ pub async fn open_query(
 ) -> Result<BoundedStream, SqlError> {
     let deadline = Instant::now() + limits.timeout;
     let planned = async {
-        let mut plan = plan_query(ctx, sql, limits.memory_bytes).await?;
-        if !parameters.is_empty() {
-            plan = plan
-                .with_param_values(parameters.to_vec())
-                .map_err(|e| SqlError::from_datafusion(e, limits.memory_bytes))?;
-        }
+        let plan = plan_query(ctx, sql, limits.memory_bytes).await?;
+        let plan = bind(plan, parameters, limits.memory_bytes)?;
         // One row past the cap tells "exactly at the cap" from "over it"
         // without computing the rest (a sort becomes a top-k). EXPLAIN must
         // stay the root of its plan; its output is small anyway.
@@ -133,6 +129,37 @@ pub async fn open_query(
             limit: limits.timeout,
         })??;
     Ok(BoundedStream::new(inner, limits, deadline))
+}
+
+/// `plan` with `parameters` bound to its placeholders (none: left as is,
+/// and a placeholder left unbound fails as it runs). The values must be as
+/// many as the highest placeholder number: DataFusion would quietly ignore
+/// extra ones, and a Flight SQL handle, which the client carries, can hold
+/// any number.
+fn bind(
+    plan: LogicalPlan,
+    parameters: &[ScalarValue],
+    memory_bytes: usize,
+) -> Result<LogicalPlan, SqlError> {
+    if parameters.is_empty() {
+        return Ok(plan);
+    }
+    let df_error = |e| SqlError::from_datafusion(e, memory_bytes);
+    let placeholders = plan
+        .get_parameter_types()
+        .map_err(df_error)?
+        .keys()
+        .map(|id| placeholder_position(id))
+        .max()
+        .unwrap_or(0);
+    if placeholders != parameters.len() {
+        return Err(SqlError::InvalidQuery(format!(
+            "the query has {placeholders} placeholders and {} parameters are bound: bind one value for each",
+            parameters.len()
+        )));
+    }
+    plan.with_param_values(parameters.to_vec())
+        .map_err(df_error)
 }
 
 /// The logical plan of `sql`, if it is exactly one read-only query.

@@ -6,6 +6,7 @@ goes on serving."""
 from __future__ import annotations
 
 import json
+import os
 
 import adbc_driver_flightsql.dbapi as adbc
 import pyarrow as pa
@@ -186,6 +187,126 @@ def test_expressions_at_the_bound_and_a_100000_id_in_list_are_served(served):
     for query in [or_chain(500), "cell_id IN ({})".format(", ".join(map(str, range(100_000))))]:
         info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"query": query})))
         assert info.total_records == 200
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def protobuf_bytes(number: int, payload: bytes) -> bytes:
+    """Field `number` of a protobuf message, holding bytes (wire type 2)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def only_field(message: bytes) -> bytes:
+    """The bytes of a message of one field of wire type 2."""
+    assert message[0] & 0x07 == 2, message[:8]
+    length, shift, at = 0, 0, 1
+    while True:
+        length |= (message[at] & 0x7F) << shift
+        shift, at = shift + 7, at + 1
+        if message[at - 1] < 0x80:
+            break
+    assert len(message) == at + length, (len(message), at, length)
+    return message[at:]
+
+
+def prepared_statement(handle: bytes) -> flight.FlightDescriptor:
+    """A Flight SQL CommandPreparedStatementQuery (in its Any) of `handle`."""
+    command = protobuf_bytes(1, handle)
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandPreparedStatementQuery"
+    return flight.FlightDescriptor.for_command(protobuf_bytes(1, type_url) + protobuf_bytes(2, command))
+
+
+def ipc_stream(*batches: pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batches[0].schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def cell_ids(*values: int) -> pa.RecordBatch:
+    return pa.record_batch([pa.array(values, pa.int64())], names=["0"])
+
+
+# The server's handle: field 1 the SQL, field 2 the bound parameters as an
+# Arrow IPC stream (flight/src/flight_sql/handle.rs). Clients carry it, so
+# they can forge it.
+ONE_PLACEHOLDER = protobuf_bytes(1, b"SELECT cell_id FROM alpha.cells WHERE cell_id = $1")
+FORGED_HANDLES = [
+    (os.urandom(64), "invalid statement handle"),
+    (ONE_PLACEHOLDER + protobuf_bytes(2, ipc_stream(cell_ids())), "got 0 rows"),
+    (ONE_PLACEHOLDER + protobuf_bytes(2, ipc_stream(cell_ids(*range(1000)))), "got 1000 rows"),
+    (ONE_PLACEHOLDER + protobuf_bytes(2, ipc_stream(cell_ids(1), cell_ids(2))), "more than one parameter batch"),
+    (
+        ONE_PLACEHOLDER + protobuf_bytes(2, ipc_stream(pa.record_batch([[1], [2]], names=["0", "1"]))),
+        "1 placeholders and 2 parameters",
+    ),
+    (ONE_PLACEHOLDER + protobuf_bytes(2, b"not arrow"), "invalid statement handle"),
+]
+
+
+def put_parameters(address: str, handle: bytes, *batches: pa.RecordBatch) -> bytes:
+    """Binds `batches` to `handle` by DoPut, as ADBC does; the new handle."""
+    writer, reader = flight.connect(address).do_put(prepared_statement(handle), batches[0].schema)
+    for batch in batches:
+        writer.write_batch(batch)
+    writer.done_writing()
+    answer = reader.read()
+    writer.close()
+    return answer.to_pybytes()
+
+
+@pytest.mark.parametrize("handle, named", FORGED_HANDLES, ids=["random", "no-row", "many-rows", "two-batches", "two-columns", "not-ipc"])
+def test_a_forged_prepared_statement_handle_is_invalid_argument(served, handle, named):
+    client = flight.connect(served["address"])
+
+    def run():
+        info = client.get_flight_info(prepared_statement(handle))
+        client.do_get(info.endpoints[0].ticket).read_all()
+
+    error = refusal(run)
+    assert isinstance(error, pa.ArrowInvalid) and named in str(error), error
+    assert served["server"].poll() is None
+
+
+@pytest.mark.parametrize(
+    "handle, parameters, named",
+    [
+        (os.urandom(64), [cell_ids(1)], "invalid statement handle"),
+        (ONE_PLACEHOLDER, [cell_ids()], "got 0 rows"),
+        (ONE_PLACEHOLDER, [cell_ids(*range(1000))], "got 1000 rows"),
+    ],
+    ids=["random", "no-row", "many-rows"],
+)
+def test_parameters_put_to_a_forged_handle_or_not_one_row_are_invalid_argument(served, handle, parameters, named):
+    error = refusal(lambda: put_parameters(served["address"], handle, *parameters))
+    assert isinstance(error, pa.ArrowInvalid) and named in str(error), error
+    bound = put_parameters(served["address"], ONE_PLACEHOLDER, cell_ids(7))
+    client = flight.connect(served["address"])
+    info = client.get_flight_info(prepared_statement(only_field(bound)))  # DoPutPreparedStatementResult's handle
+    assert client.do_get(info.endpoints[0].ticket).read_all().column("cell_id").to_pylist() == [7]
+
+
+def test_a_do_put_is_bounded_as_a_whole_not_per_message(cellflight, tmp_path):
+    cellflight.ok("generate", tmp_path / "alpha", "--cells", 200, "--genes", 50, "--seed", 1)
+    server, address = start(cellflight, tmp_path, "--max-request-size", "64KiB")
+    try:
+        message = pa.record_batch([pa.array([b"x" * 10_000], pa.binary())], names=["0"])
+        error = refusal(lambda: put_parameters(address, ONE_PLACEHOLDER, *[message] * 10))
+        assert "resource exhausted" in str(error).lower(), error
+        assert "DoPut's messages together pass the server's --max-request-size of 65536 bytes" in str(error)
+        # Five such messages are read whole: refused for their rows, not their size.
+        error = refusal(lambda: put_parameters(address, ONE_PLACEHOLDER, *[message] * 5))
+        assert "got 5 rows" in str(error), error
+        assert server.poll() is None
+    finally:
+        assert stop(server) == 0
 
 
 def test_after_the_corpus_the_server_still_serves(served):

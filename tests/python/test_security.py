@@ -1,11 +1,14 @@
 """A server for a team, seen from Python: bearer tokens (pyarrow headers, the
-Basic Handshake, the cellflight client, ADBC), per-dataset grants on every
-way a dataset can be reached, TLS, and the request size limit."""
+Basic Handshake, the cellflight client, ADBC), password hashes made by
+`cellflight hash-password`, the per-peer sign-in limit, per-dataset grants
+on every way a dataset can be reached, TLS, and the request size limit."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
 
 import adbc_driver_flightsql.dbapi as adbc
 import pyarrow as pa
@@ -19,12 +22,25 @@ from test_serve import start, stop
 
 ALICE = "alice-token-0123456789abcdef"
 TRAINER = "trainer-token-0123456789abcdef"
-USERS = {
-    "users": {
-        "alice": {"token": ALICE, "password": "wonderland", "datasets": ["alpha"]},
-        "trainer": {"token": TRAINER},
+
+
+def hash_password(cellflight, password: str) -> str:
+    """The binary's `hash-password` of `password`, given on stdin."""
+    result = subprocess.run(
+        cellflight.argv("hash-password"), input=password + "\n", capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def team(cellflight) -> dict:
+    """Alice signs in with a password and reads alpha; trainer reads all by token."""
+    return {
+        "users": {
+            "alice": {"token": ALICE, "password_hash": hash_password(cellflight, "wonderland"), "datasets": ["alpha"]},
+            "trainer": {"token": TRAINER},
+        }
     }
-}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +51,7 @@ def data(cellflight, tmp_path_factory):
     return data
 
 
-def users_file(directory, users=USERS, mode=0o600):
+def users_file(directory, users, mode=0o600):
     path = directory / "users.json"
     path.write_text(json.dumps(users))
     path.chmod(mode)
@@ -44,7 +60,7 @@ def users_file(directory, users=USERS, mode=0o600):
 
 @pytest.fixture(scope="module")
 def served(cellflight, data, tmp_path_factory):
-    users = users_file(tmp_path_factory.mktemp("users"))
+    users = users_file(tmp_path_factory.mktemp("users"), team(cellflight))
     server, address = start(cellflight, data, "--auth-file", users)
     try:
         yield address
@@ -163,15 +179,57 @@ def test_the_token_of_the_environment_reads_every_dataset(cellflight, data):
         assert stop(server) == 0
 
 
+def test_hash_password_prints_a_hash_that_signs_in_and_refuses_an_empty_password(cellflight, served):
+    phc = hash_password(cellflight, "wonderland")
+    assert phc.startswith("$argon2id$v=19$") and "wonderland" not in phc
+    assert phc != hash_password(cellflight, "wonderland"), "each hash has its own salt"
+    header = flight.connect(served).authenticate_basic_token("alice", "wonderland")
+    assert header == (b"authorization", f"Bearer {ALICE}".encode())
+    for empty in ["", "\n"]:
+        result = subprocess.run(cellflight.argv("hash-password"), input=empty, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0 and "the password is empty" in result.stderr, result
+
+
+def test_a_peer_failing_to_sign_in_too_often_waits_and_the_server_serves_on(cellflight, data, tmp_path):
+    server, address = start(cellflight, data, "--auth-file", users_file(tmp_path, team(cellflight)))
+    try:
+        client = flight.connect(address)
+        for _ in range(5):
+            with pytest.raises(flight.FlightUnauthenticatedError, match="wrong user name or password"):
+                client.authenticate_basic_token("alice", "looking-glass")
+        with pytest.raises(pa.ArrowException, match="too many failed sign-ins from this address: wait 1 s") as refused:
+            client.authenticate_basic_token("alice", "wonderland")
+        assert "resource exhausted" in str(refused.value).lower()
+        assert listed(address, bearer(TRAINER)) == ["alpha", "beta"], "tokens are not limited"
+        time.sleep(1.2)
+        header = client.authenticate_basic_token("alice", "wonderland")
+        assert listed(address, flight.FlightCallOptions(headers=[header])) == ["alpha"]
+    finally:
+        assert stop(server) == 0
+    log = server.log_path.read_text()
+    assert log.count("sign-ins refused") == 1, log
+    assert "looking-glass" not in log and "wonderland" not in log
+
+
 @pytest.mark.parametrize(
     "users, mode, mentions",
     [
-        (USERS, 0o644, ["--auth-file", "readable by other users", "chmod 600"]),
+        ({"users": {"trainer": {"token": TRAINER}}}, 0o644, ["--auth-file", "readable by other users", "chmod 600"]),
+        (
+            {"users": {"bob": {"token": TRAINER, "password": "wonderland"}}},
+            0o600,
+            ["--auth-file", 'user "bob"', 'plaintext "password" is refused', "cellflight hash-password"],
+        ),
+        (
+            {"users": {"bob": {"token": TRAINER, "password_hash": "wonderland"}}},
+            0o600,
+            ["--auth-file", 'user "bob"', "not an argon2id PHC string"],
+        ),
         ({"users": {"bob": {"token": "short"}}}, 0o600, ["--auth-file", 'user "bob"', "shorter than 16"]),
         ({"users": {"bob": {"token": TRAINER, "admin": True}}}, 0o600, ["--auth-file", "unknown field `admin`"]),
         ({"users": {}}, 0o600, ["--auth-file", "no users"]),
     ],
-    ids=["world-readable", "short-token", "unknown-key", "empty"],
+    ids=["world-readable", "plaintext-password", "not-a-hash", "short-token", "unknown-key", "empty"],
 )
 def test_a_bad_users_file_stops_serve_with_what_is_wrong(cellflight, data, tmp_path, users, mode, mentions):
     path = users_file(tmp_path, users, mode)

@@ -1,12 +1,14 @@
 //! One module per subcommand; all errors meet in [`CommandError`].
 
 mod generate;
+mod hash_password;
 mod ingest;
 mod inspect;
 mod serve;
 
 use std::path::PathBuf;
 
+use cellflight_flight::PasswordError;
 use cellflight_generate::GenerateError;
 use cellflight_ingest::IngestError;
 use cellflight_store::StoreError;
@@ -25,6 +27,10 @@ pub enum CommandError {
     Faulty { dir: PathBuf, count: usize },
     #[error("{0}")]
     Serve(String),
+    #[error("hash-password: {0}")]
+    Password(#[from] PasswordError),
+    #[error("hash-password: cannot read the password from stdin: {0}")]
+    Stdin(std::io::Error),
 }
 
 pub fn run(subcommand: Subcommand) -> Result<(), CommandError> {
@@ -33,6 +39,7 @@ pub fn run(subcommand: Subcommand) -> Result<(), CommandError> {
         Subcommand::Ingest(args) => ingest::run(args),
         Subcommand::Generate(args) => generate::run(args),
         Subcommand::Inspect(args) => inspect::run(args),
+        Subcommand::HashPassword => hash_password::run(),
     }
 }
 

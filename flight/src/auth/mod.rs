@@ -3,11 +3,16 @@
 //! the health service carries `authorization: Bearer TOKEN`, and the
 //! Handshake trades Basic credentials for that token (as pyarrow's
 //! `authenticate_basic_token` and ADBC's username/password expect).
+//! Sign-ins are limited per peer ([`sign_in_limit`]) and their password
+//! checks bounded server-wide ([`password`]).
 
 mod layer;
+mod password;
+mod sign_in_limit;
 mod users;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -17,17 +22,40 @@ use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
 
 pub use layer::{Authenticate, Authenticated};
+use password::PasswordChecks;
+pub use password::{hash_password, PasswordError};
+use sign_in_limit::SignInLimit;
 pub use users::UsersError;
 use users::{User, Users, ENV_TOKEN_USER};
 
 use crate::config::AuthConfig;
 use crate::error::ServiceError;
 use crate::server::ServerError;
+use crate::stream_slots::Client;
+
+/// Why a Handshake did not sign a caller in.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Unknown user, no password, or the wrong one: the same words for
+    /// each, so the answer tells nobody which user names exist.
+    #[error("wrong user name or password")]
+    WrongPassword,
+    #[error(
+        "too many failed sign-ins from this address: wait {wait_seconds} s before trying again"
+    )]
+    TooManyFailures { wait_seconds: u64 },
+    #[error("the server is checking as many passwords as it can at once: try again in a moment")]
+    Busy,
+    #[error("the password check failed: {0}")]
+    CheckFailed(String),
+}
 
 /// The users a server lets in, or none: authentication off.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Authenticator {
     users: Option<Arc<Users>>,
+    limit: Arc<SignInLimit>,
+    checks: PasswordChecks,
 }
 
 /// The header credentials travel in, both ways.
@@ -38,6 +66,7 @@ impl Authenticator {
     pub(crate) fn new(users: Users) -> Self {
         Self {
             users: Some(Arc::new(users)),
+            ..Self::default()
         }
     }
 
@@ -51,8 +80,8 @@ impl Authenticator {
             None => Users::default(),
         };
         if let Some(token) = &config.token {
-            users
-                .add(User::with_token(ENV_TOKEN_USER, token.clone()))
+            User::with_token(ENV_TOKEN_USER, token.clone())
+                .and_then(|user| users.add(user))
                 .map_err(ServerError::Token)?;
         }
         if users.is_empty() {
@@ -105,22 +134,54 @@ impl Authenticator {
         })
     }
 
-    /// The Handshake: Basic credentials answered with the user's bearer
-    /// token (a bearer token is answered with itself once checked).
-    pub(crate) fn handshake(&self, headers: &MetadataMap) -> Result<String, ServiceError> {
+    /// The Handshake of `peer`: Basic credentials answered with the user's
+    /// bearer token (a bearer token is answered with itself once checked).
+    /// Every attempt counts against the peer's [`SignInLimit`] until it
+    /// succeeds.
+    pub(crate) async fn handshake(
+        &self,
+        peer: &Client,
+        headers: &MetadataMap,
+    ) -> Result<String, ServiceError> {
         let Some(users) = &self.users else {
             return Err(ServiceError::FailedPrecondition(
                 "this server runs without authentication (no --auth-file or $CELLFLIGHT_AUTH_TOKEN): no Handshake is needed".into(),
             ));
         };
-        let headers = headers.clone().into_headers();
-        let user = match credentials(&headers)? {
-            Credentials::Basic { user, password } => users.sign_in(&user, &password),
-            Credentials::Bearer(token) => users.find_by_token(token),
+        let attempt = match self.limit.begin(peer, Instant::now()) {
+            Ok(()) => self.sign_in(users, headers).await,
+            Err(refused) => Err(refused.into()),
         };
-        let user = user.ok_or_else(|| unauthenticated("wrong user name or password"))?;
-        tracing::info!(user = %user.name, "signed in");
-        Ok(user.token.clone())
+        match &attempt {
+            Ok(_) => self.limit.succeeded(peer, Instant::now()),
+            Err(error) => self.limit.failed(peer, error, Instant::now()),
+        }
+        attempt
+    }
+
+    /// The token that `headers`' credentials sign in to.
+    async fn sign_in(&self, users: &Users, headers: &MetadataMap) -> Result<String, ServiceError> {
+        let headers = headers.clone().into_headers();
+        let (user, password) = match credentials(&headers)? {
+            Credentials::Basic { user, password } => (user, password),
+            Credentials::Bearer(token) => {
+                let user = users.find_by_token(token).ok_or_else(|| {
+                    unauthenticated("the bearer token is not one this server knows")
+                })?;
+                tracing::info!(user = %user.name, "signed in");
+                return Ok(token.to_string());
+            }
+        };
+        let sign_in = users.password_sign_in(&user);
+        let hash = sign_in.map(|sign_in| sign_in.hash.clone());
+        let matched = self.checks.matches(hash, password).await?;
+        match sign_in {
+            Some(sign_in) if matched => {
+                tracing::info!(user = %user, "signed in");
+                Ok(sign_in.token.clone())
+            }
+            _ => Err(SignInError::WrongPassword.into()),
+        }
     }
 }
 
@@ -178,14 +239,18 @@ fn basic(encoded: &str) -> Result<Credentials<'static>, ServiceError> {
 #[cfg(test)]
 mod tests {
     use cellflight_sql::Access;
+    use tonic::Status;
 
     use super::*;
 
     fn team() -> Authenticator {
-        let users = br#"{"users": {
-            "alice": {"token": "alice-token-0123456789", "password": "wonderland", "datasets": ["pbmc"]}
-        }}"#;
-        Authenticator::new(Users::from_json(users).unwrap())
+        let hash = hash_password("wonderland").unwrap();
+        let users = format!(
+            r#"{{"users": {{
+                "alice": {{"token": "alice-token-0123456789", "password_hash": "{hash}", "datasets": ["pbmc"]}}
+            }}}}"#
+        );
+        Authenticator::new(Users::from_json(users.as_bytes()).unwrap())
     }
 
     fn headers(authorization: &str) -> http::HeaderMap {
@@ -231,26 +296,61 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_handshake_trades_a_password_for_the_token() {
-        let metadata = |value: &str| MetadataMap::from_headers(headers(value));
+    fn metadata(value: &str) -> MetadataMap {
+        MetadataMap::from_headers(headers(value))
+    }
+
+    fn peer(last_octet: u8) -> Client {
+        Client::Address([10, 0, 0, last_octet].into())
+    }
+
+    // base64("alice:wonderland"), base64("alice:wrong"), base64("bob:wonderland")
+    const ALICE_RIGHT: &str = "Basic YWxpY2U6d29uZGVybGFuZA==";
+    const ALICE_WRONG: &str = "Basic YWxpY2U6d3Jvbmc=";
+    const BOB: &str = "Basic Ym9iOndvbmRlcmxhbmQ=";
+
+    #[tokio::test]
+    async fn the_handshake_trades_a_password_for_the_token() {
         let auth = team();
-        // base64("alice:wonderland")
-        let token = auth
-            .handshake(&metadata("Basic YWxpY2U6d29uZGVybGFuZA=="))
-            .unwrap();
-        assert_eq!(token, "alice-token-0123456789");
-        // base64("alice:wrong")
-        let error = auth
-            .handshake(&metadata("Basic YWxpY2U6d3Jvbmc="))
-            .unwrap_err();
-        assert!(matches!(error, ServiceError::Unauthenticated(_)));
+        let peer = peer(1);
+        let token = auth.handshake(&peer, &metadata(ALICE_RIGHT)).await;
+        assert_eq!(token.unwrap(), "alice-token-0123456789");
+        for wrong in [ALICE_WRONG, BOB] {
+            let error = auth.handshake(&peer, &metadata(wrong)).await.unwrap_err();
+            assert!(
+                matches!(error, ServiceError::SignIn(SignInError::WrongPassword)),
+                "{error:?}"
+            );
+        }
         // Unpadded, as Go's Flight client sends it.
-        let token = auth
-            .handshake(&metadata("Basic YWxpY2U6d29uZGVybGFuZA"))
-            .unwrap();
-        assert_eq!(token, "alice-token-0123456789");
-        let error = auth.handshake(&metadata("Basic !!")).unwrap_err();
-        assert!(error.to_string().contains("malformed Basic"));
+        let unpadded = ALICE_RIGHT.trim_end_matches('=');
+        let token = auth.handshake(&peer, &metadata(unpadded)).await;
+        assert_eq!(token.unwrap(), "alice-token-0123456789");
+        let bearer = auth
+            .handshake(&peer, &metadata("Bearer alice-token-0123456789"))
+            .await;
+        assert_eq!(bearer.unwrap(), "alice-token-0123456789");
+        let error = auth.handshake(&peer, &metadata("Basic !!")).await;
+        assert!(error.unwrap_err().to_string().contains("malformed Basic"));
+    }
+
+    #[tokio::test]
+    async fn a_peer_failing_too_often_is_refused_before_any_check_others_are_not() {
+        let auth = team();
+        let (guesser, other) = (peer(1), peer(2));
+        for _ in 0..5 {
+            let error = auth.handshake(&guesser, &metadata(ALICE_WRONG)).await;
+            assert!(matches!(
+                error,
+                Err(ServiceError::SignIn(SignInError::WrongPassword))
+            ));
+        }
+        // Even the right password waits: the guesser may have found it.
+        let refused = auth.handshake(&guesser, &metadata(ALICE_RIGHT)).await;
+        let refused = Status::from(refused.unwrap_err());
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("wait 1 s"), "{refused:?}");
+        let token = auth.handshake(&other, &metadata(ALICE_RIGHT)).await;
+        assert_eq!(token.unwrap(), "alice-token-0123456789");
     }
 }

@@ -2,13 +2,24 @@
 //! token of `$CELLFLIGHT_AUTH_TOKEN`. Each user has a bearer token, may
 //! have a password (to get the token by a Flight Handshake with Basic
 //! credentials), and may be granted only some datasets.
+//!
+//! Tokens are held as SHA-256 digests and calls are compared by digest, so
+//! neither timing nor a read of the server's memory gives a token away.
+//! The file keeps plaintext tokens: a token is a bearer secret the
+//! operator hands out anyway, and the Handshake must hand it back, so the
+//! tokens of users with a password stay in memory too. Passwords are held
+//! only as argon2id hashes ([`password`](super::password)).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use cellflight_sql::Access;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::password::StoredHash;
 
 /// Shortest token accepted: 16 characters of a random token are 80+ bits.
 const MIN_TOKEN_CHARS: usize = 16;
@@ -43,17 +54,35 @@ struct UsersFile {
 #[serde(deny_unknown_fields)]
 struct UserEntry {
     token: String,
-    password: Option<String>,
+    /// An argon2id PHC string, made by `cellflight hash-password`.
+    password_hash: Option<String>,
+    /// A plaintext password: refused by name (its value is never kept).
+    password: Option<IgnoredAny>,
     /// Absent: every dataset.
     datasets: Option<BTreeSet<String>>,
+}
+
+/// SHA-256 of a token.
+type TokenDigest = [u8; 32];
+
+fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// What a user with a password signs in with, and the token the Handshake
+/// answers with.
+#[derive(Debug)]
+pub(crate) struct PasswordSignIn {
+    pub(crate) hash: StoredHash,
+    pub(crate) token: String,
 }
 
 /// One user: who they are, how they prove it, what they may read. Its
 /// Debug form leaves the secrets out.
 pub(crate) struct User {
     pub(crate) name: String,
-    pub(crate) token: String,
-    password: Option<String>,
+    token_digest: TokenDigest,
+    password: Option<PasswordSignIn>,
     pub(crate) access: Access,
 }
 
@@ -80,46 +109,20 @@ impl Users {
             .map_err(|e| UsersError::Malformed(without_strings(&e.to_string())))?;
         let mut users = Self::default();
         for (name, entry) in file.users {
-            let access = match entry.datasets {
-                None => Access::All,
-                Some(datasets) => Access::granted(datasets),
-            };
-            users.add(User {
-                name,
-                token: entry.token,
-                password: entry.password,
-                access,
-            })?;
+            users.add(User::from_entry(name, entry)?)?;
         }
         Ok(users)
     }
 
-    /// Adds `user`, whose name and token must be new and sound.
+    /// Adds `user`, whose name and token must be new.
     pub(crate) fn add(&mut self, user: User) -> Result<(), UsersError> {
-        let bad = |problem: &str| UsersError::BadUser {
-            user: user.name.clone(),
-            problem: problem.to_string(),
-        };
-        if user.name.is_empty() || user.name.contains(':') {
-            return Err(bad("a user name is not empty and has no ':'"));
-        }
-        if user.password.as_deref() == Some("") {
-            return Err(bad(
-                "the password is empty; leave it out to sign in by token only",
-            ));
-        }
-        if user.token.chars().count() < MIN_TOKEN_CHARS {
-            return Err(bad(&format!(
-                "the token is shorter than {MIN_TOKEN_CHARS} characters; make one with: openssl rand -hex 32"
-            )));
-        }
-        if !user.token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(bad("the token has characters other than printable ASCII"));
-        }
         if let Some(other) = self.users.iter().find(|u| u.name == user.name) {
-            return Err(bad(&format!("{:?} is defined twice", other.name)));
+            return Err(UsersError::BadUser {
+                user: user.name,
+                problem: format!("{:?} is defined twice", other.name),
+            });
         }
-        if let Some(other) = self.find_by_token(&user.token) {
+        if let Some(other) = self.find_by_digest(&user.token_digest) {
             return Err(UsersError::SharedToken {
                 first: other.name.clone(),
                 second: user.name,
@@ -137,24 +140,28 @@ impl Users {
         self.users.len()
     }
 
-    /// The user holding `token`. Every user's token is compared in constant
-    /// time, so timing tells nothing of how much of a guess was right.
+    /// The user holding `token`.
     pub(crate) fn find_by_token(&self, token: &str) -> Option<&User> {
+        self.find_by_digest(&digest(token))
+    }
+
+    /// Every user's digest is compared in constant time, so timing tells
+    /// nothing of which user, if any, a guess was close to.
+    fn find_by_digest(&self, token_digest: &TokenDigest) -> Option<&User> {
         let mut found = None;
         for user in &self.users {
-            if bool::from(user.token.as_bytes().ct_eq(token.as_bytes())) {
+            if bool::from(user.token_digest.ct_eq(token_digest)) {
                 found = Some(user);
             }
         }
         found
     }
 
-    /// The user `name` if `password` is theirs; users without a password
-    /// cannot sign in this way.
-    pub(crate) fn sign_in(&self, name: &str, password: &str) -> Option<&User> {
+    /// How user `name` signs in with a password; none for unknown users
+    /// and users without one.
+    pub(crate) fn password_sign_in(&self, name: &str) -> Option<&PasswordSignIn> {
         let user = self.users.iter().find(|u| u.name == name)?;
-        let expected = user.password.as_deref()?;
-        bool::from(expected.as_bytes().ct_eq(password.as_bytes())).then_some(user)
+        user.password.as_ref()
     }
 }
 
@@ -169,13 +176,61 @@ impl std::fmt::Debug for User {
 
 impl User {
     /// A user of every dataset, signed in by `token` alone.
-    pub(crate) fn with_token(name: &str, token: String) -> Self {
-        Self {
-            name: name.to_string(),
-            token,
-            password: None,
-            access: Access::All,
+    pub(crate) fn with_token(name: &str, token: String) -> Result<Self, UsersError> {
+        Self::new(name.to_string(), token, None, Access::All)
+    }
+
+    fn from_entry(name: String, entry: UserEntry) -> Result<Self, UsersError> {
+        let bad = |problem: String| UsersError::BadUser {
+            user: name.clone(),
+            problem,
+        };
+        if entry.password.is_some() {
+            return Err(bad(
+                "a plaintext \"password\" is refused: store its hash as \"password_hash\", made by `cellflight hash-password`".into(),
+            ));
         }
+        let hash = match entry.password_hash {
+            Some(phc) => Some(StoredHash::parse(&phc).map_err(|e| bad(e.to_string()))?),
+            None => None,
+        };
+        let access = match entry.datasets {
+            None => Access::All,
+            Some(datasets) => Access::granted(datasets),
+        };
+        Self::new(name, entry.token, hash, access)
+    }
+
+    /// A user whose name and token are sound.
+    fn new(
+        name: String,
+        token: String,
+        hash: Option<StoredHash>,
+        access: Access,
+    ) -> Result<Self, UsersError> {
+        let bad = |problem: String| UsersError::BadUser {
+            user: name.clone(),
+            problem,
+        };
+        if name.is_empty() || name.contains(':') {
+            return Err(bad("a user name is not empty and has no ':'".into()));
+        }
+        if token.chars().count() < MIN_TOKEN_CHARS {
+            return Err(bad(format!(
+                "the token is shorter than {MIN_TOKEN_CHARS} characters; make one with: openssl rand -hex 32"
+            )));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "the token has characters other than printable ASCII".into()
+            ));
+        }
+        Ok(Self {
+            token_digest: digest(&token),
+            password: hash.map(|hash| PasswordSignIn { hash, token }),
+            name,
+            access,
+        })
     }
 }
 
@@ -197,16 +252,23 @@ fn without_strings(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::password::hash_password;
     use super::*;
 
-    const TEAM: &str = r#"{"users": {
-        "alice": {"token": "alice-token-0123456789", "password": "wonderland", "datasets": ["pbmc"]},
-        "trainer": {"token": "trainer-token-0123456789"}
-    }}"#;
+    /// Alice signs in with a password, trainer by token only.
+    fn team_json() -> String {
+        let hash = hash_password("wonderland").unwrap();
+        format!(
+            r#"{{"users": {{
+                "alice": {{"token": "alice-token-0123456789", "password_hash": "{hash}", "datasets": ["pbmc"]}},
+                "trainer": {{"token": "trainer-token-0123456789"}}
+            }}}}"#
+        )
+    }
 
     #[test]
     fn a_token_finds_its_user_and_grants() {
-        let users = Users::from_json(TEAM.as_bytes()).unwrap();
+        let users = Users::from_json(team_json().as_bytes()).unwrap();
         let alice = users.find_by_token("alice-token-0123456789").unwrap();
         assert_eq!(alice.name, "alice");
         assert!(alice.access.allows("pbmc") && !alice.access.allows("tahoe"));
@@ -217,22 +279,24 @@ mod tests {
     }
 
     #[test]
-    fn only_the_right_password_of_a_user_with_one_signs_in() {
-        let users = Users::from_json(TEAM.as_bytes()).unwrap();
-        assert_eq!(users.sign_in("alice", "wonderland").unwrap().name, "alice");
-        assert!(users.sign_in("alice", "wonderlan").is_none());
-        assert!(users.sign_in("bob", "wonderland").is_none());
-        assert!(users.sign_in("trainer", "").is_none());
+    fn only_users_with_a_password_hash_can_sign_in_with_one() {
+        let users = Users::from_json(team_json().as_bytes()).unwrap();
+        let alice = users.password_sign_in("alice").unwrap();
+        assert_eq!(alice.token, "alice-token-0123456789");
+        assert!(users.password_sign_in("trainer").is_none());
+        assert!(users.password_sign_in("bob").is_none());
     }
 
     #[test]
-    fn weak_shared_or_unknown_entries_are_refused_by_name() {
+    fn weak_shared_plaintext_or_unknown_entries_are_refused_by_name() {
         let short = r#"{"users": {"bob": {"token": "short"}}}"#;
         let shared = r#"{"users": {"a": {"token": "same-token-0123456789"}, "b": {"token": "same-token-0123456789"}}}"#;
         let unknown = r#"{"users": {"bob": {"token": "bob-token-0123456789", "role": "admin"}}}"#;
         let colon = r#"{"users": {"b:ob": {"token": "bob-token-0123456789"}}}"#;
         let bare = r#"{"users": {"bob": "bob-token-0123456789"}}"#;
-        let empty = r#"{"users": {"bob": {"token": "bob-token-0123456789", "password": ""}}}"#;
+        let plaintext =
+            r#"{"users": {"bob": {"token": "bob-token-0123456789", "password": "wonderland"}}}"#;
+        let not_a_hash = r#"{"users": {"bob": {"token": "bob-token-0123456789", "password_hash": "wonderland"}}}"#;
         for (json, expected) in [
             (short, "user \"bob\": the token is shorter than 16"),
             (shared, "users \"a\" and \"b\" have the same token"),
@@ -240,7 +304,15 @@ mod tests {
             (colon, "user \"b:ob\": a user name"),
             ("[]", "not a users file"),
             (bare, "invalid type: a string, expected"),
-            (empty, "user \"bob\": the password is empty"),
+            (
+                plaintext,
+                "user \"bob\": a plaintext \"password\" is refused",
+            ),
+            (plaintext, "`cellflight hash-password`"),
+            (
+                not_a_hash,
+                "user \"bob\": password_hash is not an argon2id PHC string",
+            ),
         ] {
             let error = Users::from_json(json.as_bytes()).unwrap_err().to_string();
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
@@ -252,10 +324,16 @@ mod tests {
         let bare = r#"{"users": {"bob": "bob-token-0123456789"}}"#;
         let error = Users::from_json(bare.as_bytes()).unwrap_err().to_string();
         assert!(!error.contains("bob-token"), "{error}");
-        let users = Users::from_json(TEAM.as_bytes()).unwrap();
+        let plaintext =
+            r#"{"users": {"bob": {"token": "bob-token-0123456789", "password": "wonderland"}}}"#;
+        let error = Users::from_json(plaintext.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("wonderland"), "{error}");
+        let users = Users::from_json(team_json().as_bytes()).unwrap();
         let debug = format!("{users:?}");
         assert!(
-            !debug.contains("token-0123456789") && !debug.contains("wonderland"),
+            !debug.contains("token-0123456789") && !debug.contains("argon2id"),
             "{debug}"
         );
     }
@@ -265,7 +343,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.json");
-        std::fs::write(&path, TEAM).unwrap();
+        std::fs::write(&path, team_json()).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let error = Users::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("chmod 600"), "{error}");

@@ -38,6 +38,8 @@ impl StatementHandle {
         }
     }
 
+    /// This statement with `parameters` bound: one row, column i for
+    /// placeholder i+1 (a batch of no rows has no value to bind).
     pub(super) fn with_parameters(self, parameters: RecordBatch) -> Result<Self, ServiceError> {
         if parameters.num_rows() != 1 {
             return Err(ServiceError::InvalidArgument(format!(
@@ -83,26 +85,28 @@ impl StatementHandle {
         Ok(message.encode_to_vec().into())
     }
 
+    /// The handle `bytes` encode. Handles come back from clients, so a
+    /// forged one is checked as [`Self::with_parameters`] checks a bound
+    /// one: exactly one batch of one row.
     pub(super) fn decode(bytes: &[u8]) -> Result<Self, ServiceError> {
         let invalid = |e: &dyn std::fmt::Display| {
             ServiceError::InvalidArgument(format!("invalid statement handle: {e}"))
         };
         let message = HandleMessage::decode(bytes).map_err(|e| invalid(&e))?;
-        let parameters = if message.parameters.is_empty() {
-            None
-        } else {
-            let mut reader = StreamReader::try_new(message.parameters.as_slice(), None)
-                .map_err(|e| invalid(&e))?;
-            let batch = reader
-                .next()
-                .ok_or_else(|| invalid(&"no parameter batch"))?
-                .map_err(|e| invalid(&e))?;
-            Some(batch)
-        };
-        Ok(Self {
-            sql: message.sql,
-            parameters,
-        })
+        let handle = Self::new(message.sql);
+        if message.parameters.is_empty() {
+            return Ok(handle);
+        }
+        let mut reader =
+            StreamReader::try_new(message.parameters.as_slice(), None).map_err(|e| invalid(&e))?;
+        let batch = reader
+            .next()
+            .ok_or_else(|| invalid(&"no parameter batch"))?
+            .map_err(|e| invalid(&e))?;
+        if reader.next().is_some() {
+            return Err(invalid(&"more than one parameter batch"));
+        }
+        handle.with_parameters(batch)
     }
 }
 
@@ -145,6 +149,45 @@ mod tests {
         assert!(
             err.to_string().starts_with("invalid statement handle"),
             "{err}"
+        );
+    }
+
+    /// A handle as a client could forge it: any SQL, any parameter batches.
+    fn forged(batches: &[RecordBatch]) -> Vec<u8> {
+        let mut writer = StreamWriter::try_new(Vec::new(), &batches[0].schema()).unwrap();
+        for batch in batches {
+            writer.write(batch).unwrap();
+        }
+        let message = HandleMessage {
+            sql: "SELECT $1".into(),
+            parameters: writer.into_inner().unwrap(),
+        };
+        message.encode_to_vec()
+    }
+
+    #[test]
+    fn a_forged_handle_binds_one_batch_of_one_row_or_is_invalid() {
+        let rows = |values: Vec<i64>| {
+            RecordBatch::try_from_iter([("0", Arc::new(Int64Array::from(values)) as _)]).unwrap()
+        };
+        for (batches, expected) in [
+            (vec![rows(vec![])], "got 0 rows"),
+            (vec![rows(vec![1, 2, 3])], "got 3 rows"),
+            (
+                vec![rows(vec![1]), rows(vec![2])],
+                "more than one parameter batch",
+            ),
+        ] {
+            let err = StatementHandle::decode(&forged(&batches)).unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::InvalidArgument(m) if m.contains(expected)),
+                "{err:?} lacks {expected:?}"
+            );
+        }
+        let handle = StatementHandle::decode(&forged(&[rows(vec![7])])).unwrap();
+        assert_eq!(
+            handle.parameter_values().unwrap(),
+            [ScalarValue::Int64(Some(7))]
         );
     }
 }

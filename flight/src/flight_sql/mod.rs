@@ -33,7 +33,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::error::ServiceError;
-use crate::request_size_limit::over_limit;
+use crate::request_size_limit::{over_limit, whole_put_within};
 use crate::shared::Shared;
 use crate::sql_answers::{query_info, query_stream};
 use handle::StatementHandle;
@@ -115,19 +115,37 @@ impl FlightSqlFrontEnd {
         tables
     }
 
-    /// Bound parameters that could not be read: over --max-request-size,
-    /// or not Arrow IPC.
-    fn unreadable_parameters(&self, error: FlightError) -> ServiceError {
+    /// The parameter batches of a DoPut, read within --max-request-size
+    /// (each message and all together).
+    async fn read_parameters(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<Vec<RecordBatch>, ServiceError> {
         let limit = self.shared.max_request_bytes;
-        match &error {
-            FlightError::Tonic(status) => over_limit(status, limit),
-            _ => None,
-        }
-        .unwrap_or_else(|| ServiceError::InvalidArgument(format!("unreadable parameters: {error}")))
+        let messages = whole_put_within(request.into_inner().map_err(FlightError::from), limit);
+        FlightRecordBatchStream::new_from_flight_data(messages)
+            .try_collect()
+            .await
+            .map_err(|error| unreadable_parameters(error, limit))
     }
 }
 
 type DoGetStream = <FlightSqlFrontEnd as FlightService>::DoGetStream;
+
+/// Bound parameters that could not be read: a message or the whole DoPut
+/// over --max-request-size of `limit` bytes, or not Arrow IPC.
+fn unreadable_parameters(error: FlightError, limit: usize) -> ServiceError {
+    match error {
+        FlightError::ExternalError(error) => match error.downcast::<ServiceError>() {
+            Ok(refusal) => *refusal,
+            Err(other) => ServiceError::InvalidArgument(format!("unreadable parameters: {other}")),
+        },
+        FlightError::Tonic(status) => over_limit(&status, limit).unwrap_or_else(|| {
+            ServiceError::InvalidArgument(format!("unreadable parameters: {status}"))
+        }),
+        other => ServiceError::InvalidArgument(format!("unreadable parameters: {other}")),
+    }
+}
 
 /// A FlightInfo whose one endpoint's ticket is the metadata command itself.
 fn metadata_info(
@@ -235,17 +253,17 @@ impl FlightSqlService for FlightSqlFrontEnd {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let messages = request.into_inner().map_err(FlightError::from);
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(messages)
-            .try_collect()
-            .await
-            .map_err(|e| self.unreadable_parameters(e))?;
         let handle = StatementHandle::decode(&query.prepared_statement_handle)?;
+        let batches = self.read_parameters(request).await?;
         let handle = match batches.as_slice() {
             [] => handle,
             [first, ..] => {
                 let parameters = arrow_select::concat::concat_batches(&first.schema(), &batches)
-                    .map_err(ServiceError::from)?;
+                    .map_err(|e| {
+                        ServiceError::InvalidArgument(format!(
+                            "the parameter batches do not share one schema: {e}"
+                        ))
+                    })?;
                 handle.with_parameters(parameters)?
             }
         };

@@ -117,6 +117,42 @@ async fn question_mark_and_numbered_placeholders_bind_in_order() {
 }
 
 #[tokio::test]
+async fn as_many_values_as_placeholders_are_bound_or_none_is() {
+    let f = fixture();
+    let ctx = f.engine.context(&f.snapshot).unwrap();
+    let one_placeholder = "SELECT cell_id FROM cells WHERE cell_id = $1";
+    let three = vec![ScalarValue::Int64(Some(1)); 3];
+    for (sql, bound, expected) in [
+        (
+            one_placeholder,
+            &three[..],
+            "1 placeholders and 3 parameters",
+        ),
+        (
+            "SELECT 1 AS one",
+            &three[..1],
+            "0 placeholders and 1 parameters",
+        ),
+        (
+            one_placeholder,
+            &[][..],
+            "Placeholder '$1' was not provided a value",
+        ),
+    ] {
+        let err = run_query(&ctx, sql, bound, f.engine.limits())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), SqlErrorKind::InvalidQuery, "{err}");
+        assert!(
+            err.to_string().contains(expected),
+            "{err} lacks {expected:?}"
+        );
+    }
+    let one = run_query(&ctx, one_placeholder, &three[..1], f.engine.limits()).await;
+    assert_eq!(one.unwrap().num_rows(), 1);
+}
+
+#[tokio::test]
 async fn like_and_in_lists_match_a_scan() {
     let f = fixture();
     let cells = cells_of(&f.demo);
