@@ -158,6 +158,7 @@ impl std::fmt::Debug for SecurityArgs {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("tls_client_ca", &self.tls_client_ca)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
             .finish()
     }
 }
@@ -193,6 +194,14 @@ pub struct SqlArgs {
         default_value_t = 10_000_000
     )]
     pub max_rows: usize,
+    /// Queries planned at once, each on a thread of its own (planning never yields, so it is kept off the threads that serve streams); one more is refused with ResourceExhausted.
+    #[arg(
+        long = "sql-planning-threads",
+        env = "CELLFLIGHT_SQL_PLANNING_THREADS",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(1..=256)
+    )]
+    pub planning_threads: u32,
     /// Where large sorts and joins spill. Default: no spilling.
     #[arg(long, env = "CELLFLIGHT_SPILL_DIR")]
     pub spill_dir: Option<PathBuf>,

@@ -35,6 +35,7 @@ impl EngineConfig {
                 query_memory_bytes: 1 << 30,
                 timeout: Duration::from_secs(60),
                 max_rows: 10_000_000,
+                planning_threads: 4,
             },
             spill_dir: None,
             cohort_cache_bytes: 1 << 30,

@@ -23,7 +23,7 @@ pub(crate) async fn query_info(
     ticket: Ticket,
 ) -> Result<FlightInfo, ServiceError> {
     let (_snapshot, ctx) = engine.sql_session(caller)?;
-    let (schema, _parameters) = describe_query(&ctx, sql, engine.sql().limits()).await?;
+    let (schema, _parameters) = describe_query(&ctx, sql, engine.sql()).await?;
     Ok(FlightInfo::new()
         .try_with_schema(&schema)?
         .with_descriptor(descriptor)
@@ -41,7 +41,7 @@ pub(crate) async fn query_stream(
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>, ServiceError> {
     tracing::info!(sql, parameters = parameters.len(), "query");
     let (_snapshot, ctx) = engine.sql_session(caller)?;
-    let results = open_query(&ctx, sql, parameters, engine.sql().limits()).await?;
+    let results = open_query(&ctx, sql, parameters, engine.sql()).await?;
     let schema = results.schema();
     let batches = results.map_err(|e| FlightError::from(Status::from(ServiceError::from(e))));
     // Categoricals stay dictionary-encoded, as FlightInfo's schema says

@@ -65,6 +65,7 @@ async fn bench(dataset: Arc<Dataset>) {
         query_memory_bytes: 2 << 30,
         timeout: Duration::from_secs(600),
         max_rows: usize::MAX,
+        planning_threads: 2,
     };
     let engine = SqlEngine::new(limits, None).expect("an engine");
     println!("| predicate | cells selected | of | cold median (s) | cold runs (s) | cached (ms) |");

@@ -10,6 +10,7 @@ mod error;
 mod genes;
 mod memory;
 mod pinned_store;
+mod planning;
 mod query;
 mod scan;
 mod series_bounds;

@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::SqlError;
-use crate::session::SqlLimits;
+use crate::session::{SqlEngine, SqlLimits};
 use crate::shape::check_shape;
 
 const READ_ONLY: &str = "this service only runs read-only queries";
@@ -39,14 +39,14 @@ impl QueryResult {
     }
 }
 
-/// Runs one read-only query and collects its result, within `limits`.
+/// Runs one read-only query and collects its result, within `engine`'s limits.
 pub async fn run_query(
     ctx: &SessionContext,
     sql: &str,
     parameters: &[ScalarValue],
-    limits: &SqlLimits,
+    engine: &SqlEngine,
 ) -> Result<QueryResult, SqlError> {
-    let mut stream = open_query(ctx, sql, parameters, limits).await?;
+    let mut stream = open_query(ctx, sql, parameters, engine).await?;
     let schema = stream.schema();
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
@@ -61,9 +61,16 @@ pub async fn run_query(
 pub async fn describe_query(
     ctx: &SessionContext,
     sql: &str,
-    limits: &SqlLimits,
+    engine: &SqlEngine,
 ) -> Result<(SchemaRef, SchemaRef), SqlError> {
-    let plan = plan_query(ctx, sql, limits.memory_bytes).await?;
+    let limits = engine.limits();
+    let deadline = Instant::now() + limits.timeout;
+    let (ctx, sql, memory) = (ctx.clone(), sql.to_string(), limits.memory_bytes);
+    let planning = async move { plan_query(&ctx, &sql, memory).await };
+    let plan = engine
+        .planning()
+        .run(deadline, limits.timeout, planning)
+        .await?;
     let parameters = plan
         .get_parameter_types()
         .map_err(|e| SqlError::from_datafusion(e, limits.memory_bytes))?;
@@ -93,42 +100,54 @@ fn placeholder_position(id: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// Plans one read-only query, binds `parameters` to its placeholders, and
-/// starts it; the stream enforces the row cap and the deadline (which
-/// counts from this call).
+/// Plans one read-only query (on the planning pool), binds `parameters` to
+/// its placeholders, and starts it; the stream enforces the row cap and
+/// the deadline (which counts from this call).
 pub async fn open_query(
     ctx: &SessionContext,
     sql: &str,
     parameters: &[ScalarValue],
-    limits: &SqlLimits,
+    engine: &SqlEngine,
 ) -> Result<BoundedStream, SqlError> {
+    let limits = engine.limits();
     let deadline = Instant::now() + limits.timeout;
-    let planned = async {
-        let plan = plan_query(ctx, sql, limits.memory_bytes).await?;
-        let plan = bind(plan, parameters, limits.memory_bytes)?;
-        // One row past the cap tells "exactly at the cap" from "over it"
-        // without computing the rest (a sort becomes a top-k). EXPLAIN must
-        // stay the root of its plan; its output is small anyway.
-        let explains = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
-        let cap = (!explains).then(|| limits.max_rows.saturating_add(1));
-        let df = ctx
-            .execute_logical_plan(plan)
-            .await
-            .and_then(|df| match cap {
-                Some(cap) => df.limit(0, Some(cap)),
-                None => Ok(df),
-            })
-            .map_err(|e| SqlError::from_datafusion(e, limits.memory_bytes))?;
-        df.execute_stream()
-            .await
-            .map_err(|e| SqlError::from_datafusion(e, limits.memory_bytes))
-    };
-    let inner = tokio::time::timeout_at(deadline, planned)
-        .await
-        .map_err(|_| SqlError::Timeout {
-            limit: limits.timeout,
-        })??;
+    let planning = started(
+        ctx.clone(),
+        sql.to_string(),
+        parameters.to_vec(),
+        limits.clone(),
+    );
+    let inner = engine
+        .planning()
+        .run(deadline, limits.timeout, planning)
+        .await?;
     Ok(BoundedStream::new(inner, limits, deadline))
+}
+
+/// The plan of `sql` with `parameters` bound, started.
+async fn started(
+    ctx: SessionContext,
+    sql: String,
+    parameters: Vec<ScalarValue>,
+    limits: SqlLimits,
+) -> Result<SendableRecordBatchStream, SqlError> {
+    let df_error = |e| SqlError::from_datafusion(e, limits.memory_bytes);
+    let plan = plan_query(&ctx, &sql, limits.memory_bytes).await?;
+    let plan = bind(plan, &parameters, limits.memory_bytes)?;
+    // One row past the cap tells "exactly at the cap" from "over it"
+    // without computing the rest (a sort becomes a top-k). EXPLAIN must
+    // stay the root of its plan; its output is small anyway.
+    let explains = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+    let cap = (!explains).then(|| limits.max_rows.saturating_add(1));
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .and_then(|df| match cap {
+            Some(cap) => df.limit(0, Some(cap)),
+            None => Ok(df),
+        })
+        .map_err(df_error)?;
+    df.execute_stream().await.map_err(df_error)
 }
 
 /// `plan` with `parameters` bound to its placeholders (none: left as is,

@@ -6,6 +6,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema, UInt64Type};
 use futures::StreamExt;
+use tokio::time::Instant;
 
 use crate::catalog::CatalogSnapshot;
 use crate::error::SqlError;
@@ -13,6 +14,7 @@ use crate::query::plan_query;
 use crate::session::SqlEngine;
 
 /// A column an internal query must return: its name and what its type must be.
+#[derive(Clone)]
 pub(crate) struct OutputColumn {
     name: &'static str,
     accepts: fn(&DataType) -> bool,
@@ -66,19 +68,27 @@ pub(crate) async fn scan(
 ) -> Result<(), SqlError> {
     let limits = engine.limits();
     let memory = limits.memory_bytes;
-    let df_error = |e| SqlError::from_datafusion(e, memory);
+    let df_error = move |e| SqlError::from_datafusion(e, memory);
     let manifest = snapshot.dataset(dataset)?.manifest();
     let (most_rows, table) = match query.rows_of {
         Table::Cells => (manifest.n_cells, "cells"),
         Table::Genes => (manifest.n_genes, "genes"),
     };
     let what = query.what;
-    let run = async {
-        let ctx = engine.context_with_default(snapshot, dataset)?;
-        let plan = plan_query(&ctx, query.sql, memory).await?;
-        check_columns(plan.schema().as_arrow(), what, query.columns)?;
+    let deadline = Instant::now() + limits.timeout;
+    let ctx = engine.context_with_default(snapshot, dataset)?;
+    let (sql, columns) = (query.sql.to_string(), query.columns.to_vec());
+    let planning = async move {
+        let plan = plan_query(&ctx, &sql, memory).await?;
+        check_columns(plan.schema().as_arrow(), what, &columns)?;
         let df = ctx.execute_logical_plan(plan).await.map_err(df_error)?;
-        let mut stream = df.execute_stream().await.map_err(df_error)?;
+        df.execute_stream().await.map_err(df_error)
+    };
+    let mut stream = engine
+        .planning()
+        .run(deadline, limits.timeout, planning)
+        .await?;
+    let run = async {
         let mut rows = 0u64;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(df_error)?;
@@ -92,7 +102,7 @@ pub(crate) async fn scan(
         }
         Ok(())
     };
-    tokio::time::timeout(limits.timeout, run)
+    tokio::time::timeout_at(deadline, run)
         .await
         .map_err(|_| SqlError::Timeout {
             limit: limits.timeout,

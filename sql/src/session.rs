@@ -14,6 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::catalog::{CatalogSnapshot, CATALOG};
 use crate::error::SqlError;
 use crate::memory::QueryPool;
+use crate::planning::PlanningPool;
 use crate::series_bounds::bound_series_functions;
 use crate::value_bounds::BoundValues;
 
@@ -28,6 +29,8 @@ pub struct SqlLimits {
     pub timeout: Duration,
     /// Most rows an ad hoc query may return (cohorts are not capped).
     pub max_rows: usize,
+    /// Queries planned at once, each on a thread of its own.
+    pub planning_threads: usize,
 }
 
 /// The shared SQL runtime of a server.
@@ -35,6 +38,7 @@ pub struct SqlLimits {
 pub struct SqlEngine {
     runtime: Arc<RuntimeEnv>,
     limits: SqlLimits,
+    planning: PlanningPool,
 }
 
 impl SqlEngine {
@@ -50,11 +54,20 @@ impl SqlEngine {
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode))
             .build_arc()
             .map_err(|e| SqlError::Internal(e.to_string()))?;
-        Ok(Self { runtime, limits })
+        let planning = PlanningPool::new(limits.planning_threads.max(1));
+        Ok(Self {
+            runtime,
+            limits,
+            planning,
+        })
     }
 
     pub fn limits(&self) -> &SqlLimits {
         &self.limits
+    }
+
+    pub(crate) fn planning(&self) -> &PlanningPool {
+        &self.planning
     }
 
     /// A fresh context over `snapshot`: the shared pool, spill directory and

@@ -71,6 +71,7 @@ fn service_config(args: &ServeArgs, data: PathBuf) -> ServiceConfig {
                 query_memory_bytes: sql.query_memory.0 as usize,
                 timeout: *sql.timeout,
                 max_rows: sql.max_rows,
+                planning_threads: sql.planning_threads as usize,
             },
             spill_dir: sql.spill_dir.clone(),
             cohort_cache_bytes: sql.cohort_cache.0 as usize,
@@ -378,6 +379,7 @@ mod tests {
             "--sql-query-memory=4MiB",
             "--sql-timeout=2s",
             "--sql-max-rows=9",
+            "--sql-planning-threads=3",
             "--spill-dir=/spill",
             "--cohort-cache=6MiB",
         ]);
@@ -393,6 +395,7 @@ mod tests {
                 query_memory_bytes: 4 << 20,
                 timeout: Duration::from_secs(2),
                 max_rows: 9,
+                planning_threads: 3,
             }
         );
         assert_eq!(engine.spill_dir.as_deref(), Some(Path::new("/spill")));

@@ -227,7 +227,7 @@ impl FlightSqlService for FlightSqlFrontEnd {
         let caller = self.shared.auth.caller_of(&request)?;
         let engine = &self.shared.engine;
         let (_snapshot, ctx) = engine.sql_session(&caller).map_err(ServiceError::from)?;
-        let (schema, parameters) = describe_query(&ctx, &query.query, engine.sql().limits())
+        let (schema, parameters) = describe_query(&ctx, &query.query, engine.sql())
             .await
             .map_err(ServiceError::from)?;
         Ok(ActionCreatePreparedStatementResult {

@@ -19,7 +19,7 @@ async fn run(
 ) -> Result<cellflight_sql::QueryResult, SqlError> {
     let snapshot = f.snapshot.restricted(access);
     let ctx = f.engine.context(&snapshot)?;
-    run_query(&ctx, sql, &[], f.engine.limits()).await
+    run_query(&ctx, sql, &[], &f.engine).await
 }
 
 fn assert_denied(result: Result<impl std::fmt::Debug, SqlError>, dataset: &str, sql: &str) {

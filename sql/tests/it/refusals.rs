@@ -9,7 +9,7 @@ use common::*;
 
 async fn run(f: &Fixture, sql: &str) -> Result<cellflight_sql::QueryResult, SqlError> {
     let ctx = f.engine.context(&f.snapshot)?;
-    run_query(&ctx, sql, &[], f.engine.limits()).await
+    run_query(&ctx, sql, &[], &f.engine).await
 }
 
 async fn assert_refused(f: &Fixture, sql: &str, what: &str) {

@@ -22,7 +22,7 @@ use futures::StreamExt;
 
 async fn query(f: &Fixture, sql: &str) -> Result<QueryResult, SqlError> {
     let ctx = f.engine.context(&f.snapshot)?;
-    run_query(&ctx, sql, &[], f.engine.limits()).await
+    run_query(&ctx, sql, &[], &f.engine).await
 }
 
 async fn ok(f: &Fixture, sql: &str) -> RecordBatch {
@@ -97,20 +97,18 @@ async fn question_mark_and_numbered_placeholders_bind_in_order() {
         "SELECT cell_id FROM cells WHERE drug = ? AND stat_n_genes > ? ORDER BY cell_id",
         "SELECT cell_id FROM cells WHERE drug = $1 AND stat_n_genes > $2 ORDER BY cell_id",
     ] {
-        let (_, parameter_schema) = describe_query(&ctx, sql, f.engine.limits()).await.unwrap();
+        let (_, parameter_schema) = describe_query(&ctx, sql, &f.engine).await.unwrap();
         let names: Vec<&str> = parameter_schema
             .fields()
             .iter()
             .map(|p| p.name().as_str())
             .collect();
         assert_eq!(names, ["$1", "$2"], "{sql}");
-        let result = run_query(&ctx, sql, &parameters, f.engine.limits())
-            .await
-            .unwrap();
+        let result = run_query(&ctx, sql, &parameters, &f.engine).await.unwrap();
         assert_eq!(u64s(&one_batch(&result), "cell_id"), expected, "{sql}");
     }
     let mixed = "SELECT cell_id FROM cells WHERE drug = ? AND stat_n_genes > $2";
-    let err = run_query(&ctx, mixed, &parameters, f.engine.limits())
+    let err = run_query(&ctx, mixed, &parameters, &f.engine)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), SqlErrorKind::InvalidQuery, "{err}");
@@ -139,16 +137,14 @@ async fn as_many_values_as_placeholders_are_bound_or_none_is() {
             "Placeholder '$1' was not provided a value",
         ),
     ] {
-        let err = run_query(&ctx, sql, bound, f.engine.limits())
-            .await
-            .unwrap_err();
+        let err = run_query(&ctx, sql, bound, &f.engine).await.unwrap_err();
         assert_eq!(err.kind(), SqlErrorKind::InvalidQuery, "{err}");
         assert!(
             err.to_string().contains(expected),
             "{err} lacks {expected:?}"
         );
     }
-    let one = run_query(&ctx, one_placeholder, &three[..1], f.engine.limits()).await;
+    let one = run_query(&ctx, one_placeholder, &three[..1], &f.engine).await;
     assert_eq!(one.unwrap().num_rows(), 1);
 }
 
@@ -220,7 +216,7 @@ async fn without_a_default_dataset_unqualified_tables_are_not_found() {
     let f = fixture();
     let snapshot = CatalogSnapshot::new(vec![f.demo.clone()], None).unwrap();
     let ctx = f.engine.context(&snapshot).unwrap();
-    let err = run_query(&ctx, "SELECT * FROM cells", &[], f.engine.limits())
+    let err = run_query(&ctx, "SELECT * FROM cells", &[], &f.engine)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), SqlErrorKind::NotFound, "{err}");
@@ -387,7 +383,7 @@ async fn nulls_follow_sql_semantics() {
     let sql = "SELECT count(*) AS n, count(plate) AS plates, count(score) AS scores, \
                avg(score) AS mean, sum(CASE WHEN plate IS NULL THEN 1 ELSE 0 END) AS missing \
                FROM cells";
-    let got = one_batch(&run_query(&ctx, sql, &[], f.engine.limits()).await.unwrap());
+    let got = one_batch(&run_query(&ctx, sql, &[], &f.engine).await.unwrap());
     assert_eq!(u64s(&got, "n"), [5]);
     assert_eq!(u64s(&got, "plates"), [3]);
     assert_eq!(u64s(&got, "scores"), [4]);
@@ -395,7 +391,7 @@ async fn nulls_follow_sql_semantics() {
     assert_eq!(f64s(&got, "mean"), [Some(15.0 / 4.0)]);
     // A comparison with null is unknown: neither `= 'p1'` nor `<> 'p1'` selects the gaps.
     let sql = "SELECT obs_name FROM cells WHERE plate <> 'p1' OR score IS NULL ORDER BY obs_name";
-    let got = one_batch(&run_query(&ctx, sql, &[], f.engine.limits()).await.unwrap());
+    let got = one_batch(&run_query(&ctx, sql, &[], &f.engine).await.unwrap());
     assert_eq!(strings(&got, "obs_name"), [Some("b".to_string())]);
 }
 
@@ -405,14 +401,9 @@ async fn a_running_query_keeps_its_version_when_the_dataset_is_replaced() {
     let old_totals = f64s(&cells_of(&f.demo), "stat_total");
     let old_sum: f64 = old_totals.iter().flatten().sum();
     let ctx = f.engine.context(&f.snapshot).unwrap();
-    let mut stream = open_query(
-        &ctx,
-        "SELECT stat_total FROM demo.cells",
-        &[],
-        f.engine.limits(),
-    )
-    .await
-    .unwrap();
+    let mut stream = open_query(&ctx, "SELECT stat_total FROM demo.cells", &[], &f.engine)
+        .await
+        .unwrap();
     let first = stream.next().await.unwrap().unwrap();
 
     let replaced = generated(f.root.path(), "demo", CELLS, 99, true);
@@ -447,7 +438,7 @@ async fn a_running_query_keeps_its_version_when_the_dataset_is_replaced() {
         &ctx,
         "SELECT sum(stat_total) AS s FROM cells",
         &[],
-        f.engine.limits(),
+        &f.engine,
     )
     .await
     .unwrap();

@@ -36,6 +36,7 @@ pub fn limits() -> SqlLimits {
         query_memory_bytes: 256 << 20,
         timeout: Duration::from_secs(60),
         max_rows: 1_000_000,
+        planning_threads: 2,
     }
 }
 
