@@ -22,6 +22,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Documentation, Expr, LogicalPlan, Operator, ReturnFieldArgs,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -243,6 +244,18 @@ impl ScalarUDFImpl for BoundedFunction {
         }))
     }
 
+    /// The inner function's simplification (some functions, such as
+    /// `arrow_cast`, only work simplified), with every function it makes
+    /// bounded in turn.
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        Ok(match self.inner.simplify(args, info)? {
+            ExprSimplifyResult::Simplified(expr) => {
+                ExprSimplifyResult::Simplified(expr.transform_up(bound_expression)?.data)
+            }
+            original @ ExprSimplifyResult::Original(_) => original,
+        })
+    }
+
     fn short_circuits(&self) -> bool {
         self.inner.short_circuits()
     }
@@ -445,6 +458,7 @@ mod tests {
     async fn bounded_functions_answer_and_name_columns_as_before() {
         assert_eq!(single_value("SELECT repeat('ab', 3)").await, "ababab");
         assert_eq!(single_value("SELECT lpad('7', 3, '0')").await, "007");
+        assert_eq!(single_value("SELECT arrow_cast(7, 'Int8') + 1").await, "8");
         assert_eq!(single_value("SELECT 'a' || 'b' || 'c'").await, "abc");
         assert_eq!(
             single_value("SELECT CAST(NULL AS VARCHAR) || 'b'").await,
