@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use cellflight_engine::{Caller, Engine, EngineConfig, EngineError, FetchRows, Plan, RowSource};
+use cellflight_engine::{
+    Caller, Engine, EngineConfig, EngineError, FetchRows, Plan, RowSource, SEND_QUEUE_BYTES,
+};
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_schemas::StreamRequest;
 use futures::StreamExt;
@@ -159,4 +161,33 @@ async fn a_plan_whose_tickets_would_exceed_the_limit_is_refused_naming_both_figu
         message.contains("above the 67108864-byte limit of a plan"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_unread_holds_at_most_its_send_queue_bytes_of_minibatches() {
+    let root = tempfile::tempdir().unwrap();
+    let mut options = GenerateOptions::new(root.path().join("wide"), 4_000);
+    options.genes = 4_000;
+    generate(&options, &|_| {}).unwrap();
+    let engine = Engine::new(&EngineConfig::new(root.path())).unwrap();
+    // Dense minibatches of 256 × 4,000 × 4 bytes (4 MB), 16 to a fetch (64 MB).
+    let request = r#"{"format": "dense", "batch_size": 256, "fetch_factor": 16, "sampling": "sequential"}"#;
+    let plan = Arc::new(plan(&engine, request).await);
+    let served = engine.partition(Arc::clone(&plan), 0, 0).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+
+    let mut minibatches = served.minibatches.into_inner();
+    let minibatch_bytes = 256 * 4_000 * 4;
+    let fit = SEND_QUEUE_BYTES as usize / minibatch_bytes;
+    assert!(
+        (1..=fit).contains(&minibatches.len()),
+        "{} minibatches queued; {fit} fit in the send queue",
+        minibatches.len()
+    );
+    let mut received = 0;
+    while let Some(minibatch) = minibatches.recv().await {
+        minibatch.unwrap();
+        received += 1;
+    }
+    assert_eq!(received, plan.batches_per_partition());
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::Ticket;
-use cellflight_client::Client;
+use cellflight_client::{Client, EpochPlan};
 use cellflight_flight::ServiceConfig;
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_schemas::StreamRequest;
@@ -18,30 +18,32 @@ const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longer than the idle timeout: a trainer validating or checkpointing.
 const PAUSE: Duration = Duration::from_secs(2);
 
+const REQUEST: &str = r#"{"format": "dense", "batch_size": 250, "sampling": "sequential"}"#;
+
 /// A server whose streams are reclaimed after `IDLE_TIMEOUT`, over a
 /// dataset whose dense partition (12,000 × 2,000 × 4 bytes, 96 MB) cannot
-/// hide in the transport's buffers while its client pauses.
-async fn impatient_server(root: &std::path::Path) -> TestServer {
+/// hide in the transport's buffers while its client pauses; a client, and
+/// its plan of `REQUEST`.
+async fn impatient_server(root: &std::path::Path) -> (TestServer, Client, EpochPlan) {
     let mut options = GenerateOptions::new(root.join("wide"), 12_000);
     options.genes = 2_000;
     options.seed = 5;
     generate(&options, &|_| {}).unwrap();
     let mut config = ServiceConfig::new(root);
     config.streams.idle_timeout = IDLE_TIMEOUT;
-    TestServer::start_with(&config).await
-}
-
-const REQUEST: &str = r#"{"format": "dense", "batch_size": 250, "sampling": "sequential"}"#;
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stream_left_unread_ends_aborted_saying_how_to_resume() {
-    let root = tempfile::tempdir().unwrap();
-    let server = impatient_server(root.path()).await;
+    let server = TestServer::start_with(&config).await;
     let mut client = Client::connect(&server.address).await.unwrap();
     let plan = client
         .plan(&StreamRequest::from_json(REQUEST.as_bytes()).unwrap())
         .await
         .unwrap();
+    (server, client, plan)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_left_unread_ends_aborted_saying_how_to_resume() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, _client, plan) = impatient_server(root.path()).await;
     let mut raw = FlightServiceClient::new(server.channel().await);
     let ticket = Ticket::new(plan.tickets[0].to_json());
     let mut messages = raw.do_get(ticket).await.unwrap().into_inner();
@@ -55,12 +57,7 @@ async fn a_stream_left_unread_ends_aborted_saying_how_to_resume() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_resumes_an_aborted_stream_and_delivers_each_batch_once() {
     let root = tempfile::tempdir().unwrap();
-    let server = impatient_server(root.path()).await;
-    let mut client = Client::connect(&server.address).await.unwrap();
-    let plan = client
-        .plan(&StreamRequest::from_json(REQUEST.as_bytes()).unwrap())
-        .await
-        .unwrap();
+    let (_server, mut client, plan) = impatient_server(root.path()).await;
     let mut stream = client
         .stream(&plan.tickets[0], plan.batches_per_partition)
         .await
