@@ -100,7 +100,10 @@ pub(crate) fn serve_partition(
 /// A place in `queue` for `message`: waits (on the producer's blocking
 /// thread) while the queued minibatches, read by the client at its pace,
 /// hold the bytes it needs.
-fn queued(queue: &Arc<Semaphore>, message: &EncodedData) -> Result<OwnedSemaphorePermit, EngineError> {
+fn queued(
+    queue: &Arc<Semaphore>,
+    message: &EncodedData,
+) -> Result<OwnedSemaphorePermit, EngineError> {
     let bytes = message.ipc_message.len() + message.arrow_data.len();
     let permits = u32::try_from(bytes).map_or(SEND_QUEUE_BYTES, |b| b.min(SEND_QUEUE_BYTES));
     futures::executor::block_on(Arc::clone(queue).acquire_many_owned(permits)).map_err(|_| {

@@ -171,7 +171,8 @@ async fn a_stream_unread_holds_at_most_its_send_queue_bytes_of_minibatches() {
     generate(&options, &|_| {}).unwrap();
     let engine = Engine::new(&EngineConfig::new(root.path())).unwrap();
     // Dense minibatches of 256 × 4,000 × 4 bytes (4 MB), 16 to a fetch (64 MB).
-    let request = r#"{"format": "dense", "batch_size": 256, "fetch_factor": 16, "sampling": "sequential"}"#;
+    let request =
+        r#"{"format": "dense", "batch_size": 256, "fetch_factor": 16, "sampling": "sequential"}"#;
     let plan = Arc::new(plan(&engine, request).await);
     let served = engine.partition(Arc::clone(&plan), 0, 0).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
