@@ -119,9 +119,39 @@ fn mutated_tickets_are_decoded_or_refused_never_a_panic() {
 #[test]
 fn hostile_requests_are_refused_naming_what_is_wrong() {
     let long = "x".repeat(1 << 20);
+    let query_past_its_bound = "x".repeat((4 << 20) + 1);
+    let many_obs_columns = vec!["\"plate\""; 1_025].join(", ");
     // Counts of 0 are the sampler's to refuse, when the request is planned.
-    let cases: [(String, &str); 7] = [
+    let cases: [(String, &str); 14] = [
         (r#"{"batch_size": 4294967296}"#.into(), "batch_size"),
+        (
+            r#"{"batch_size": 65537}"#.into(),
+            "batch_size must be at most 65536",
+        ),
+        (
+            r#"{"partitions": 4294967295}"#.into(),
+            "partitions must be at most 65536",
+        ),
+        (
+            r#"{"block_size": 1048577}"#.into(),
+            "block_size must be at most 1048576",
+        ),
+        (
+            r#"{"batch_size": 65536, "fetch_factor": 4096}"#.into(),
+            "batch_size × fetch_factor",
+        ),
+        (
+            r#"{"sampling": "weighted", "balance_by": "plate", "num_samples": 4294967295}"#.into(),
+            "num_samples must be at most 2147483648",
+        ),
+        (
+            format!(r#"{{"query": "{query_past_its_bound}"}}"#),
+            "query (bytes) must be at most 4194304",
+        ),
+        (
+            format!(r#"{{"obs_columns": [{many_obs_columns}]}}"#),
+            "obs_columns (names) must be at most 1024",
+        ),
         (r#"{"batch_size": -1}"#.into(), "batch_size"),
         (r#"{"epoch": -5}"#.into(), "epoch"),
         (r#"{"fetch_factor": 1.5}"#.into(), "fetch_factor"),
