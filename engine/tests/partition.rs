@@ -192,3 +192,21 @@ async fn a_stream_unread_holds_at_most_its_send_queue_bytes_of_minibatches() {
     }
     assert_eq!(received, plan.batches_per_partition());
 }
+
+#[tokio::test]
+async fn the_default_request_is_served_on_a_tahoe_wide_gene_space_in_csr_and_dense() {
+    // Tahoe-100M's 62,710 genes: the worst-case minibatch of the default
+    // batch_size must stay within the per-minibatch bound in both formats.
+    let root = tempfile::tempdir().unwrap();
+    let mut options = GenerateOptions::new(root.path().join("tahoe"), 200);
+    options.genes = 62_710;
+    generate(&options, &|_| {}).unwrap();
+    let engine = Engine::new(&EngineConfig::new(root.path())).unwrap();
+    for request in ["{}", r#"{"format": "dense"}"#] {
+        let plan = Arc::new(plan(&engine, request).await);
+        let (minibatches, error) = serve(&engine, Arc::clone(&plan), 0, 0).await;
+        assert!(error.is_none(), "{request}: {error:?}");
+        let cells: usize = minibatches.iter().map(|(_, cells)| cells).sum();
+        assert_eq!(cells, 200, "{request}");
+    }
+}
