@@ -73,6 +73,9 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_streams_per_client: u32,
+    /// Memory all open training streams may hold at their worst, together (each reserves its share when it opens; one that cannot is refused with ResourceExhausted). See docs/operations.md for the server's whole memory.
+    #[arg(long, env = "CELLFLIGHT_MAX_MEMORY", default_value = "8GiB")]
+    pub max_memory: ByteSize,
     /// How long a stream whose client reads nothing keeps its slot; then it ends with Aborted and the clients resume it from the next batch. Generous, as validation and checkpoints pause training.
     #[arg(long, env = "CELLFLIGHT_STREAM_IDLE_TIMEOUT", default_value = "30min")]
     pub stream_idle_timeout: humantime::Duration,

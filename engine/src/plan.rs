@@ -20,6 +20,7 @@ use crate::error::EngineError;
 use crate::genes::GeneSpace;
 use crate::ipc::is_supported;
 use crate::minibatch::Output;
+use crate::partition::SEND_QUEUE_BYTES;
 use crate::rows::{MappedMatrix, RowSource};
 
 /// Largest minibatch a request may ask for, in the worst case.
@@ -28,6 +29,14 @@ pub const MAX_MINIBATCH_BYTES: u64 = 64 << 20;
 /// Largest FlightInfo a plan may answer: its tickets together (each holds
 /// the whole request, so that any replica can serve it alone).
 pub const MAX_PLAN_TICKET_BYTES: u64 = 64 << 20;
+
+/// Bookkeeping of a fetch a cell: its id, where its row lies, its place in
+/// the fetch's order (with room to spare).
+const FETCH_BYTES_A_CELL: u64 = 32;
+
+/// What a stream costs beside its minibatches: its producer thread's stack
+/// and the transport's buffers (HTTP/2 frames, the encoder's buffer).
+const STREAM_OVERHEAD_BYTES: u64 = 4 << 20;
 
 /// A planned stream: what [`Engine::partition`] serves.
 #[derive(Debug)]
@@ -97,6 +106,23 @@ impl Plan {
     }
 
     /// The request as planned (its dataset named).
+    /// The most memory a stream of this plan holds while it is served,
+    /// whatever its client's pace: its send queue (a fetch's minibatches,
+    /// at most [`SEND_QUEUE_BYTES`], or one larger minibatch alone), the
+    /// minibatch being made, a fetch's bookkeeping, and the stream's own
+    /// overhead. What a server's memory budget reserves for it.
+    pub fn stream_memory_bytes(&self) -> u64 {
+        let request = &self.request;
+        let minibatch = self.output.layout.max_batch_bytes(request.batch_size);
+        let fetch = u64::from(request.fetch_factor) + 1;
+        let queue = minibatch
+            .saturating_mul(fetch)
+            .min(u64::from(SEND_QUEUE_BYTES))
+            .max(minibatch);
+        let fetch_cells = u64::from(request.batch_size) * u64::from(request.fetch_factor);
+        queue + minibatch + fetch_cells * FETCH_BYTES_A_CELL + STREAM_OVERHEAD_BYTES
+    }
+
     pub fn request(&self) -> &StreamRequest {
         &self.request
     }

@@ -15,6 +15,9 @@ pub struct ServiceConfig {
     pub engine: EngineConfig,
     pub streams: StreamLimits,
     pub connections: ConnectionLimits,
+    /// What open training streams may hold at their worst, together
+    /// (docs/operations.md has the server's whole memory as a formula).
+    pub max_memory_bytes: u64,
     /// Largest message a client may send (a request, a ticket), and largest
     /// DoPut (bound query parameters), all its messages together; more is
     /// refused with RESOURCE_EXHAUSTED.
@@ -35,6 +38,7 @@ impl ServiceConfig {
                 max_streams_per_client: 64,
                 idle_timeout: Duration::from_secs(30 * 60),
             },
+            max_memory_bytes: 8 << 30,
             connections: ConnectionLimits {
                 max_streams_per_connection: 128,
                 keepalive_interval: Duration::from_secs(60),

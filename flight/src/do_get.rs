@@ -29,6 +29,7 @@ use tonic::Status;
 use tracing::Span;
 
 use crate::error::ServiceError;
+use crate::memory_budget::Reservation;
 use crate::metrics::Metrics;
 use crate::stream_slots::StreamSlot;
 
@@ -48,6 +49,8 @@ pub(crate) struct Produced {
     pub(crate) expected_minibatches: Option<u64>,
     /// When a query's time is up, whether or not its client reads.
     pub(crate) deadline: Option<QueryDeadline>,
+    /// The stream's share of the server's memory budget, if it takes one.
+    pub(crate) reservation: Option<Reservation>,
 }
 
 /// The end of a query's time: `at`, `limit` after it started.
@@ -77,12 +80,14 @@ impl Produced {
             messages: messages.map(|m| m.map(Outgoing::Message)).boxed(),
             expected_minibatches: None,
             deadline: Some(deadline),
+            reservation: None,
         }
     }
 
     /// A training partition: its preamble, then each minibatch with its
-    /// position as app_metadata (docs/protocol.md).
-    pub(crate) fn partition(partition: Partition) -> Self {
+    /// position as app_metadata (docs/protocol.md); it holds `reservation`
+    /// while it is open.
+    pub(crate) fn partition(partition: Partition, reservation: Reservation) -> Self {
         let preamble = partition
             .preamble
             .into_iter()
@@ -100,6 +105,7 @@ impl Produced {
             messages: futures::stream::iter(preamble).chain(minibatches).boxed(),
             expected_minibatches: Some(partition.expected_minibatches),
             deadline: None,
+            reservation: Some(reservation),
         }
     }
 }
@@ -124,11 +130,18 @@ pub(crate) struct Served {
     outcome: Option<Outcome>,
 }
 
+/// The producer, and the stream's slot and memory it frees when dropped.
+struct Held {
+    produced: BoxStream<'static, Result<Outgoing, Status>>,
+    _slot: StreamSlot,
+    _reservation: Option<Reservation>,
+}
+
 /// What a stream holds while it is open, and what the watchdog takes
 /// from it when the client stops reading.
 struct Live {
-    /// The producer and the slot; none once the watchdog reclaimed them.
-    held: Option<(BoxStream<'static, Result<Outgoing, Status>>, StreamSlot)>,
+    /// What the stream holds; none once it ended or the watchdog reclaimed it.
+    held: Option<Held>,
     /// Why the watchdog reclaimed them, told at the next poll.
     reclaimed: Option<Status>,
     last_polled: Instant,
@@ -146,7 +159,11 @@ impl Served {
     ) -> Self {
         metrics.stream_started();
         let live = Arc::new(Mutex::new(Live {
-            held: Some((produced.messages, slot)),
+            held: Some(Held {
+                produced: produced.messages,
+                _slot: slot,
+                _reservation: produced.reservation,
+            }),
             reclaimed: None,
             last_polled: Instant::now(),
         }));
@@ -177,7 +194,7 @@ impl Served {
         if let Some(status) = live.reclaimed.take() {
             return Poll::Ready(Some(Err(status)));
         }
-        let Some((produced, _slot)) = live.held.as_mut() else {
+        let Some(Held { produced, .. }) = live.held.as_mut() else {
             return Poll::Ready(None);
         };
         panic::catch_unwind(AssertUnwindSafe(|| produced.poll_next_unpin(cx))).unwrap_or_else(
@@ -363,6 +380,7 @@ mod tests {
             messages: messages.boxed(),
             expected_minibatches: Some(expected_minibatches),
             deadline: None,
+            reservation: None,
         }
     }
 

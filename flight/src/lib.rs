@@ -15,6 +15,7 @@ mod config;
 mod do_get;
 mod error;
 mod flight_sql;
+mod memory_budget;
 mod metrics;
 mod request_size_limit;
 mod server;

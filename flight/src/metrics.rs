@@ -76,7 +76,9 @@ impl Metrics {
 
     /// Everything, in Prometheus' text format, with `open_streams` as the
     /// one gauge.
-    pub(crate) fn render(&self, open_streams: usize) -> String {
+    /// The counters, and the gauges of the streams open and the memory
+    /// they have reserved, in Prometheus' text format.
+    pub(crate) fn render(&self, open_streams: usize, memory_reserved: u64) -> String {
         let mut text = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -90,6 +92,12 @@ impl Metrics {
             "gauge",
             "DoGet streams open now.",
             &[(String::new(), open_streams as u64)],
+        );
+        metric(
+            "cellflight_memory_reserved_bytes",
+            "gauge",
+            "Bytes of --max-memory reserved by open training streams.",
+            &[(String::new(), memory_reserved)],
         );
         metric(
             "cellflight_streams_started_total",
@@ -203,7 +211,7 @@ mod tests {
         metrics.minibatch_sent(64, 1000);
         metrics.minibatch_sent(10, 200);
         metrics.failed(tonic::Code::ResourceExhausted);
-        let text = metrics.render(3);
+        let text = metrics.render(3, 0);
         for line in [
             "# TYPE cellflight_streams_open gauge",
             "cellflight_streams_open 3",
@@ -232,7 +240,7 @@ mod tests {
         headers.insert("grpc-status", "0".parse().unwrap());
         metrics.response(&headers);
         assert!(metrics
-            .render(0)
+            .render(0, 0)
             .contains("cellflight_errors_total{code=\"NOT_FOUND\"} 1"));
         assert_eq!(
             metrics

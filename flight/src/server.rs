@@ -15,6 +15,7 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::auth::{Authenticate, Authenticator, UsersError};
 use crate::config::{ConnectionLimits, ServiceConfig, TlsFiles};
+use crate::memory_budget::MemoryBudget;
 use crate::metrics::CountFailures;
 use crate::request_size_limit::RequestSizeLimit;
 use crate::service::CellflightService;
@@ -61,6 +62,7 @@ impl Server {
             engine: Arc::new(Engine::new(&config.engine)?),
             auth,
             streams: StreamSlots::new(config.streams),
+            memory: MemoryBudget::new(config.max_memory_bytes),
             metrics: Arc::default(),
             max_request_bytes: config.max_request_bytes,
         };
@@ -91,7 +93,10 @@ impl Server {
 
     /// The server's counters, in Prometheus' text format.
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.render(self.open_streams())
+        let memory_reserved = self.shared.memory.reserved();
+        self.shared
+            .metrics
+            .render(self.open_streams(), memory_reserved)
     }
 
     /// The services over TCP: with TLS if configured.

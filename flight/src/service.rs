@@ -85,8 +85,9 @@ impl CellflightService {
             batches = plan.batches_per_partition(),
             "stream starts"
         );
+        let reservation = self.shared.memory.reserve(plan.stream_memory_bytes())?;
         let partition = engine.partition(Arc::new(plan), ticket.partition, ticket.start_batch)?;
-        Ok(Produced::partition(partition))
+        Ok(Produced::partition(partition, reservation))
     }
 
     /// Reopens the data directory; answers the datasets now served, with

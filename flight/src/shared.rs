@@ -6,6 +6,7 @@ use std::sync::Arc;
 use cellflight_engine::Engine;
 
 use crate::auth::Authenticator;
+use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::stream_slots::StreamSlots;
 
@@ -16,6 +17,8 @@ pub(crate) struct Shared {
     pub(crate) auth: Authenticator,
     /// The DoGet streams open now, within the configured limits.
     pub(crate) streams: Arc<StreamSlots>,
+    /// What open training streams may hold at their worst (--max-memory).
+    pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) metrics: Arc<Metrics>,
     /// Largest message a client may send.
     pub(crate) max_request_bytes: usize,

@@ -180,3 +180,55 @@ def test_a_paused_loader_loses_its_slot_then_resumes_and_reads_each_cell_once(im
     cells.extend(batch.cell_id.copy() for batch in batches)
     assert metric(metrics, 'cellflight_errors_total{code="ABORTED"}') == 1
     np.testing.assert_array_equal(np.sort(np.concatenate(cells)), np.arange(4000))
+
+
+MiB = 1 << 20
+# Small budgets, so the formula of docs/operations.md is a tight check.
+MAX_MEMORY, SQL_MEMORY, CACHES = 200 * MiB, 16 * MiB, 2 * 8 * MiB
+
+
+@pytest.fixture
+def budgeted(cellflight, wide_dataset):
+    """A server with small memory budgets; yields (address, metrics URL, process)."""
+    server, address = start(
+        cellflight, wide_dataset, "--max-memory", "200MiB", "--sql-memory", "16MiB", "--sql-query-memory", "16MiB",
+        "--cohort-cache", "8MiB", "--column-cache", "8MiB", "--metrics", "127.0.0.1:0",
+    )  # fmt: skip
+    try:
+        yield address, metrics_url(server), server
+    finally:
+        assert stop(server) == 0, "the server exits cleanly"
+
+
+def status_bytes(pid: int, field: str) -> int:
+    """A `kB` field of /proc/PID/status, in bytes."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"{field} missing from /proc/{pid}/status")
+
+
+def test_streams_whose_clients_stop_reading_stay_within_the_memory_formula(budgeted, wide_dataset):
+    address, metrics, server = budgeted
+    baseline = status_bytes(server.pid, "VmRSS")
+    client = flight.connect(address)
+    # A whole epoch a stream (4,000 dense cells, 64 MB), 1 MB minibatches,
+    # fetches larger than the epoch: each stream reserves ~37 MiB, five fit.
+    request = {"format": "dense", "batch_size": 64, "fetch_factor": 128}
+    readers = []
+    for seed in range(5):
+        reader = client.do_get(plan(client, **request, seed=seed).endpoints[0].ticket)
+        reader.read_chunk()  # then nothing: a paused trainer
+        readers.append(reader)
+    with pytest.raises(pa.ArrowException, match=r"--max-memory"):
+        client.do_get(plan(client, **request, seed=5).endpoints[0].ticket).read_chunk()
+    time.sleep(3)  # every producer fills its send queue
+    assert metric(metrics, "cellflight_memory_reserved_bytes") <= MAX_MEMORY
+
+    matrix = sum(f.stat().st_size for f in wide_dataset.glob("*.arrow"))
+    grown = status_bytes(server.pid, "VmHWM") - baseline - matrix
+    assert grown <= MAX_MEMORY + SQL_MEMORY + CACHES, f"the server grew {grown / MiB:.0f} MiB"
+    for reader in readers:
+        reader.cancel()
+    wait_until(lambda: metric(metrics, "cellflight_memory_reserved_bytes") == 0, 15, "reservations outlive their streams")
+    assert client.do_get(plan(client, **request).endpoints[0].ticket).read_all().num_rows == 4000

@@ -82,6 +82,7 @@ fn service_config(args: &ServeArgs, data: PathBuf) -> ServiceConfig {
             max_streams_per_client: args.max_streams_per_client as usize,
             idle_timeout: *args.stream_idle_timeout,
         },
+        max_memory_bytes: args.max_memory.0,
         connections: ConnectionLimits {
             max_streams_per_connection: args.max_streams_per_connection,
             keepalive_interval: *args.keepalive_interval,
@@ -366,6 +367,7 @@ mod tests {
             "--max-streams=7",
             "--max-streams-per-client=3",
             "--stream-idle-timeout=5min",
+            "--max-memory=300MiB",
             "--max-streams-per-connection=11",
             "--keepalive-interval=12s",
             "--keepalive-timeout=13s",
@@ -402,6 +404,7 @@ mod tests {
         assert_eq!(config.streams.max_streams, 7);
         assert_eq!(config.streams.max_streams_per_client, 3);
         assert_eq!(config.streams.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.max_memory_bytes, 300 << 20);
         assert_eq!(
             config.connections,
             ConnectionLimits {
