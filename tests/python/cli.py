@@ -78,6 +78,14 @@ def wait_until(condition: Callable[[], bool], seconds: float, failure: str) -> N
         time.sleep(0.1)
 
 
+def status_bytes(pid: int, field: str) -> int:
+    """A `kB` field of /proc/PID/status, in bytes."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"{field} missing from /proc/{pid}/status")
+
+
 def describe(result: subprocess.CompletedProcess) -> str:
     return (
         f"$ {shlex.join(map(str, result.args))}\nexit code {result.returncode}\n"

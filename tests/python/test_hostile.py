@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from cli import status_bytes
 from test_serve import start, stop
 
 MEGABYTE = "x" * (1 << 20)
@@ -21,13 +22,23 @@ MEGABYTE = "x" * (1 << 20)
 LONGEST_MESSAGE = 8192
 
 
+MiB = 1 << 20
+# Budgets small enough that the memory formula of docs/operations.md is a
+# real bound on what the corpus below may cost: --max-memory, --sql-memory,
+# the caches, and 512 MiB for each planning thread, over the idle server
+# and its mapped matrix.
+BUDGET_FLAGS = ["--max-memory", "256MiB", "--sql-memory", "128MiB", "--sql-query-memory", "128MiB",
+                "--cohort-cache", "16MiB", "--column-cache", "16MiB", "--sql-planning-threads", "1"]  # fmt: skip
+WORST_GROWTH = (256 + 128 + 16 + 16 + 1 * 512) * MiB
+
+
 @pytest.fixture(scope="module")
 def served(cellflight, tmp_path_factory):
     data = tmp_path_factory.mktemp("hostile") / "data"
     cellflight.ok("generate", data / "alpha", "--cells", 200, "--genes", 50, "--seed", 1)
-    server, address = start(cellflight, data)
+    server, address = start(cellflight, data, *BUDGET_FLAGS)
     try:
-        yield {"address": address, "server": server}
+        yield {"address": address, "server": server, "data": data, "idle_rss": status_bytes(server.pid, "VmRSS")}
     finally:
         assert stop(server) == 0
 
@@ -309,9 +320,12 @@ def test_a_do_put_is_bounded_as_a_whole_not_per_message(cellflight, tmp_path):
         assert stop(server) == 0
 
 
-def test_after_the_corpus_the_server_still_serves(served):
+def test_after_the_corpus_the_server_still_serves_within_its_memory_formula(served):
     # Named so it runs after the corpus above, in file order.
     assert served["server"].poll() is None
+    matrices = sum(f.stat().st_size for f in served["data"].glob("*/*.arrow"))
+    grown = status_bytes(served["server"].pid, "VmHWM") - served["idle_rss"] - matrices
+    assert grown <= WORST_GROWTH, f"the corpus grew the server by {grown / MiB:.0f} MiB"
     client = flight.connect(served["address"])
     info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"batch_size": 50})))
     rows = sum(client.do_get(e.ticket).read_all().num_rows for e in info.endpoints)

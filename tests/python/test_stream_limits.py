@@ -20,7 +20,7 @@ import pytest
 
 import cellflight
 
-from cli import wait_until
+from cli import status_bytes, wait_until
 from test_serve import start, stop
 from test_stream import plan
 
@@ -198,14 +198,6 @@ def budgeted(cellflight, wide_dataset):
         yield address, metrics_url(server), server
     finally:
         assert stop(server) == 0, "the server exits cleanly"
-
-
-def status_bytes(pid: int, field: str) -> int:
-    """A `kB` field of /proc/PID/status, in bytes."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"{field} missing from /proc/{pid}/status")
 
 
 def test_streams_whose_clients_stop_reading_stay_within_the_memory_formula(budgeted, wide_dataset):
