@@ -15,7 +15,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use arrow_flight::FlightData;
@@ -145,6 +145,10 @@ struct Live {
     /// Why the watchdog reclaimed them, told at the next poll.
     reclaimed: Option<Status>,
     last_polled: Instant,
+    /// Who polled last: the watchdog wakes it after reclaiming, as the
+    /// producer it drops would have (a query pending past its deadline
+    /// would otherwise never be polled again).
+    waker: Option<Waker>,
 }
 
 impl Served {
@@ -166,6 +170,7 @@ impl Served {
             }),
             reclaimed: None,
             last_polled: Instant::now(),
+            waker: None,
         }));
         let watchdog = Watchdog {
             live: Arc::downgrade(&live),
@@ -191,6 +196,9 @@ impl Served {
     fn poll_produced(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Outgoing, Status>>> {
         let mut live = lock(&self.live);
         live.last_polled = Instant::now();
+        if !live.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            live.waker = Some(cx.waker().clone());
+        }
         if let Some(status) = live.reclaimed.take() {
             return Poll::Ready(Some(Err(status)));
         }
@@ -314,6 +322,9 @@ impl Watchdog {
                 tracing::warn!(reason = status.message(), "stream reclaimed");
                 live.held = None;
                 live.reclaimed = Some(status);
+                if let Some(waker) = live.waker.take() {
+                    waker.wake();
+                }
                 return;
             }
         }
@@ -496,6 +507,19 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
         assert_eq!(slots.open(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_query_still_running_at_its_deadline_ends_with_deadline_exceeded() {
+        let running = stream::pending().boxed();
+        let deadline = QueryDeadline::after(Duration::from_millis(50));
+        let (mut served, _slots) = served(Produced::query(running, deadline), PATIENT);
+        let next = tokio::time::timeout(Duration::from_secs(5), served.next()).await;
+        let status = next
+            .expect("the stream is woken at its deadline")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
     }
 
     #[tokio::test]

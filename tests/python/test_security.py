@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 
@@ -290,3 +291,25 @@ def test_only_a_token_granted_every_dataset_may_refresh_the_catalog(served):
         list(client.do_action(flight.Action("refresh", b""), options=bearer(ALICE)))
     (result,) = client.do_action(flight.Action("refresh", b""), options=bearer(TRAINER))
     assert sorted(json.loads(result.body.to_pybytes())["datasets"]) == ["alpha", "beta"]
+
+
+def test_a_client_silent_in_its_tls_handshake_is_disconnected(cellflight, data, certificates):
+    directory = certificates["dir"]
+    server, address = start(
+        cellflight, data, "--tls-cert", directory / "server.pem", "--tls-key", directory / "server.key",
+        "--tls-handshake-timeout", "1s",
+    )  # fmt: skip
+    try:
+        host, port = address.removeprefix("grpc+tls://").rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as silent:
+            silent.settimeout(10)
+            started = time.monotonic()
+            try:
+                closed = silent.recv(1) == b""
+            except ConnectionResetError:
+                closed = True
+            assert closed and time.monotonic() - started < 5, "a silent TLS client keeps its connection"
+        with package.connect(address.replace("127.0.0.1", "localhost"), tls_root_certs=certificates["ca"]) as client:
+            assert client.count("alpha") == 300
+    finally:
+        assert stop(server) == 0
