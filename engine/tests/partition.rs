@@ -13,8 +13,13 @@ use futures::StreamExt;
 const CELLS: u64 = 1_000;
 
 fn engine(root: &tempfile::TempDir) -> Engine {
-    let mut options = GenerateOptions::new(root.path().join("demo"), CELLS);
-    options.genes = 50;
+    engine_of(root, CELLS, 50)
+}
+
+/// An engine serving one generated dataset of `cells` × `genes`.
+fn engine_of(root: &tempfile::TempDir, cells: u64, genes: u64) -> Engine {
+    let mut options = GenerateOptions::new(root.path().join("demo"), cells);
+    options.genes = genes;
     generate(&options, &|_| {}).unwrap();
     Engine::new(&EngineConfig::new(root.path())).unwrap()
 }
@@ -166,10 +171,7 @@ async fn a_plan_whose_tickets_would_exceed_the_limit_is_refused_naming_both_figu
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_unread_holds_at_most_its_send_queue_bytes_of_minibatches() {
     let root = tempfile::tempdir().unwrap();
-    let mut options = GenerateOptions::new(root.path().join("wide"), 4_000);
-    options.genes = 4_000;
-    generate(&options, &|_| {}).unwrap();
-    let engine = Engine::new(&EngineConfig::new(root.path())).unwrap();
+    let engine = engine_of(&root, 4_000, 4_000);
     // Dense minibatches of 256 × 4,000 × 4 bytes (4 MB), 16 to a fetch (64 MB).
     let request =
         r#"{"format": "dense", "batch_size": 256, "fetch_factor": 16, "sampling": "sequential"}"#;
@@ -198,10 +200,7 @@ async fn the_default_request_is_served_on_a_tahoe_wide_gene_space_in_csr_and_den
     // Tahoe-100M's 62,710 genes: the worst-case minibatch of the default
     // batch_size must stay within the per-minibatch bound in both formats.
     let root = tempfile::tempdir().unwrap();
-    let mut options = GenerateOptions::new(root.path().join("tahoe"), 200);
-    options.genes = 62_710;
-    generate(&options, &|_| {}).unwrap();
-    let engine = Engine::new(&EngineConfig::new(root.path())).unwrap();
+    let engine = engine_of(&root, 200, 62_710);
     for request in ["{}", r#"{"format": "dense"}"#] {
         let plan = Arc::new(plan(&engine, request).await);
         let (minibatches, error) = serve(&engine, Arc::clone(&plan), 0, 0).await;
