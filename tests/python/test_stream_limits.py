@@ -1,15 +1,18 @@
 """Open-stream limits (`--max-streams`, `--max-streams-per-client`): a
 stream past either is refused with RESOURCE_EXHAUSTED naming the limit,
 others keep being served, and a slot comes back when its stream ends, its
-client dies, or its client leaves it unread past `--stream-idle-timeout`
-(then the loader resumes it by itself)."""
+client dies (or vanishes without closing its connection: keepalive), or
+its client leaves it unread past `--stream-idle-timeout` (then the loader
+resumes it by itself); and streams stay within the memory formula."""
 
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 
@@ -224,3 +227,54 @@ def test_streams_whose_clients_stop_reading_stay_within_the_memory_formula(budge
         reader.cancel()
     wait_until(lambda: metric(metrics, "cellflight_memory_reserved_bytes") == 0, 15, "reservations outlive their streams")
     assert client.do_get(plan(client, **request).endpoints[0].ticket).read_all().num_rows == 4000
+
+
+class FreezingProxy:
+    """A TCP proxy for one connection that can go silent at once, keeping
+    both sockets open: a peer that vanished without closing its
+    connection (a node that lost power, a cut network)."""
+
+    def __init__(self, upstream: str):
+        host, port = upstream.removeprefix("grpc://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"grpc://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.frozen = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        client, _ = self.listener.accept()
+        server = socket.create_connection(self.upstream)
+        self.sockets += [client, server]
+        threading.Thread(target=self.pump, args=(client, server), daemon=True).start()
+        self.pump(server, client)
+
+    def pump(self, source: socket.socket, sink: socket.socket):
+        while not self.frozen.is_set():
+            data = source.recv(65536)
+            if not data or self.frozen.is_set():
+                return
+            sink.sendall(data)
+
+    def close(self):
+        for each in [self.listener, *self.sockets]:
+            each.close()
+
+
+def test_a_peer_that_vanishes_without_closing_loses_its_streams_to_keepalive(cellflight, wide_dataset):
+    server, address = start(
+        cellflight, wide_dataset, "--keepalive-interval", "1s", "--keepalive-timeout", "1s", "--metrics", "127.0.0.1:0",
+    )  # fmt: skip
+    proxy = FreezingProxy(address)
+    try:
+        metrics = metrics_url(server)
+        client = flight.connect(proxy.address)
+        reader = client.do_get(plan(client, **REQUEST).endpoints[0].ticket)
+        reader.read_chunk()
+        assert metric(metrics, "cellflight_streams_open") == 1
+        proxy.frozen.set()  # the peer is gone; its connection is not closed
+        wait_until(lambda: metric(metrics, "cellflight_streams_open") == 0, 15, "a vanished peer keeps its stream")
+    finally:
+        proxy.close()
+        assert stop(server) == 0
