@@ -1,13 +1,14 @@
 //! Bounds on the values SQL functions make. A function such as
 //! `repeat('x', 1e11)` allocates in proportion to an argument, and one that
-//! only joins its inputs (`concat`, `||`, `array_concat`) doubles them on
+//! joins its inputs (`concat` of many arguments, `||`) multiplies them on
 //! each level of a chain of subqueries; DataFusion's memory pool sees
 //! neither. So every scalar function of a plan is wrapped in
 //! [`BoundedFunction`], and every string `||` becomes [`ConcatOperator`]:
-//! a function whose output is sized by an argument is checked before it
-//! runs, every output after, against [`MAX_VALUE_BYTES`] a value and
-//! [`MAX_CALL_BYTES`] a call. A call never grows past twice what was
-//! checked before it, so no chain escapes the bound.
+//! a function whose output is sized by an argument or is the join of its
+//! arguments is checked from them before it runs, every output after,
+//! against [`MAX_VALUE_BYTES`] a value and [`MAX_CALL_BYTES`] a call. Any
+//! other function makes at most a small multiple of inputs already
+//! checked, so no chain escapes the bound.
 
 use std::any::Any;
 use std::sync::{Arc, LazyLock};
@@ -51,6 +52,12 @@ enum SizedBy {
     /// one a byte, plus one) replaced by the replacement, whose references
     /// to captures each copy at most `s`.
     RegexpReplace,
+    /// `replace(s, from, to)`: at most one `to` a byte of `s`, plus one.
+    Replace,
+    /// `concat(…)`, `overlay(s placing t …)`: at most all the arguments.
+    Joined,
+    /// `concat_ws(separator, …)`: the arguments and a separator each.
+    JoinedWithSeparator,
 }
 
 impl SizedBy {
@@ -59,6 +66,9 @@ impl SizedBy {
             "repeat" => Self::Repeat,
             "lpad" | "rpad" => Self::Pad,
             "regexp_replace" => Self::RegexpReplace,
+            "replace" => Self::Replace,
+            "concat" | "overlay" => Self::Joined,
+            "concat_ws" => Self::JoinedWithSeparator,
             _ => return None,
         })
     }
@@ -81,6 +91,25 @@ impl SizedBy {
                     .map(|(&s, &r)| s.saturating_add((2 * s + 1).saturating_mul(r)))
                     .collect()
             }
+            Self::Replace => {
+                let text = value_sizes_of(arg(0)?, rows)?;
+                let to = value_sizes_of(arg(2)?, rows)?;
+                text.iter()
+                    .zip(&to)
+                    .map(|(&s, &t)| s.saturating_add((s + 1).saturating_mul(t)))
+                    .collect()
+            }
+            Self::Joined => summed(args, rows)?,
+            Self::JoinedWithSeparator => {
+                let separators = (args.len() as u64).saturating_sub(1);
+                let separator = value_sizes_of(arg(0)?, rows)?;
+                let joined = summed(args, rows)?;
+                joined
+                    .iter()
+                    .zip(&separator)
+                    .map(|(&j, &s)| j.saturating_add(s.saturating_mul(separators)))
+                    .collect()
+            }
         })
     }
 }
@@ -97,6 +126,15 @@ fn multiply(sizes: &[u64], counts: &[i64]) -> Vec<u64> {
 
 fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x.saturating_add(*y)).collect()
+}
+
+/// Each row's arguments' sizes, added up.
+fn summed(args: &[ColumnarValue], rows: usize) -> Result<Vec<u64>> {
+    let mut total = vec![0u64; rows];
+    for arg in args {
+        total = add(&total, &value_sizes_of(arg, rows)?);
+    }
+    Ok(total)
 }
 
 /// An argument's values as integers (nulls as 0), one per row.
@@ -444,6 +482,20 @@ mod tests {
             let message = refusal(&sql).await;
             assert!(message.contains("a value of 80"), "{join}: {message}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_join_of_many_arguments_is_refused_before_it_is_made() {
+        let many = vec!["s"; 10_000].join(", ");
+        for join in [format!("concat({many})"), format!("concat_ws(',', {many})")] {
+            let sql = format!("WITH a AS (SELECT repeat('x', 60000) AS s) SELECT {join} FROM a");
+            let message = refusal(&sql).await;
+            assert!(message.contains("would make a value of"), "{message}");
+        }
+        let sql = "SELECT replace(repeat('ab', 1000), 'a', repeat('y', 1000))";
+        assert!(refusal(sql).await.contains("replace would make"));
+        assert_eq!(single_value("SELECT replace('a-b', '-', '+')").await, "a+b");
+        assert_eq!(single_value("SELECT concat_ws('-', 'a', 'b')").await, "a-b");
     }
 
     #[tokio::test]

@@ -108,7 +108,7 @@ ALLOCATING_SQL = [
     ("SELECT lpad(plate, 100000000000) FROM cells", "lpad would make a value of"),
     ("SELECT regexp_replace(repeat('ab', 30000), 'a', repeat('x', 1000), 'g')", "regexp_replace would make"),
     ("WITH a AS (SELECT repeat('x', 40000) AS s) SELECT s || s FROM a", "|| would make a value of 80000 bytes"),
-    ("WITH a AS (SELECT repeat('x', 40000) AS s) SELECT concat(s, s, s) FROM a", "concat made a value of 120000 bytes"),
+    ("WITH a AS (SELECT repeat('x', 40000) AS s) SELECT concat(s, s, s) FROM a", "concat would make a value of 120000 bytes"),
     ("SELECT count(*) FROM generate_series(0, 4000000000)", "a series of 4000000001 rows"),
 ]
 
