@@ -105,7 +105,6 @@ impl Plan {
         Self { rows, ..self }
     }
 
-    /// The request as planned (its dataset named).
     /// The most memory a stream of this plan holds while it is served,
     /// whatever its client's pace: its send queue (a fetch's minibatches,
     /// at most [`SEND_QUEUE_BYTES`], or one larger minibatch alone), the
@@ -123,6 +122,7 @@ impl Plan {
         queue + minibatch + fetch_cells * FETCH_BYTES_A_CELL + STREAM_OVERHEAD_BYTES
     }
 
+    /// The request as planned (its dataset named).
     pub fn request(&self) -> &StreamRequest {
         &self.request
     }
