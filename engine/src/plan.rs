@@ -45,6 +45,8 @@ pub struct Plan {
     dataset: Arc<Dataset>,
     cohort: StreamCohort,
     sampler: SamplerPlan,
+    /// The largest minibatch this plan can make, in bytes.
+    max_minibatch_bytes: u64,
     pub(crate) output: Output,
     pub(crate) rows: Arc<dyn RowSource>,
 }
@@ -76,7 +78,11 @@ impl Plan {
                 _ => ValueType::Float32,
             },
         };
-        check_batch_bytes(&layout, request.batch_size)?;
+        // A csr cell brings no more entries than the most any cell of the
+        // dataset stores, which the footer of its cells table says for free.
+        let max_cell_genes = dataset.largest_cell_genes().unwrap_or(manifest.n_genes);
+        let max_minibatch_bytes = layout.max_batch_bytes(request.batch_size, max_cell_genes);
+        check_minibatch_bytes(max_minibatch_bytes, &layout, request.batch_size)?;
         let obs = obs_columns(engine, &dataset, &request.obs_columns).await?;
         let obs_fields: Vec<_> = obs.iter().map(|c| c.field().clone()).collect();
         let output = Output {
@@ -94,6 +100,7 @@ impl Plan {
             dataset,
             cohort,
             sampler,
+            max_minibatch_bytes,
             output,
             rows: Arc::new(rows),
         })
@@ -112,7 +119,7 @@ impl Plan {
     /// overhead. What a server's memory budget reserves for it.
     pub fn stream_memory_bytes(&self) -> u64 {
         let request = &self.request;
-        let minibatch = self.output.layout.max_batch_bytes(request.batch_size);
+        let minibatch = self.max_minibatch_bytes;
         let fetch = u64::from(request.fetch_factor) + 1;
         let queue = minibatch
             .saturating_mul(fetch)
@@ -223,8 +230,11 @@ fn check_ticket_bytes(request: &StreamRequest, version: &str) -> Result<(), Engi
     Ok(())
 }
 
-fn check_batch_bytes(layout: &MinibatchLayout, batch_size: u32) -> Result<(), EngineError> {
-    let worst = layout.max_batch_bytes(batch_size);
+fn check_minibatch_bytes(
+    worst: u64,
+    layout: &MinibatchLayout,
+    batch_size: u32,
+) -> Result<(), EngineError> {
     if worst > MAX_MINIBATCH_BYTES {
         return Err(EngineError::Unservable(format!(
             "a minibatch of {batch_size} cells could reach {worst} bytes ({} genes, {}), above the {MAX_MINIBATCH_BYTES}-byte limit; lower batch_size or select fewer genes",

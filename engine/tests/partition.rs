@@ -209,3 +209,22 @@ async fn the_default_request_is_served_on_a_tahoe_wide_gene_space_in_csr_and_den
         assert_eq!(cells, 200, "{request}");
     }
 }
+
+#[tokio::test]
+async fn a_csr_stream_reserves_memory_for_the_largest_stored_cell_not_every_gene() {
+    let root = tempfile::tempdir().unwrap();
+    let engine = engine_of(&root, 200, 62_710);
+    let csr = plan(&engine, "{}").await;
+    let largest = csr.dataset().largest_cell_genes().unwrap();
+    assert!(largest < 62_710 / 10, "a sparse dataset: {largest} genes");
+    // The send queue, and twice a minibatch of the largest cells at 8 bytes
+    // an entry, with room for the rest: 64 cells × 62,710 genes would add
+    // 16 MB more.
+    let minibatch = 64 * (largest * 8 + 16);
+    let bound = u64::from(SEND_QUEUE_BYTES) + 2 * minibatch + (8 << 20);
+    assert!(
+        csr.stream_memory_bytes() <= bound,
+        "{} bytes",
+        csr.stream_memory_bytes()
+    );
+}

@@ -32,15 +32,20 @@ impl MinibatchLayout {
         IndexType::for_gene_count(self.n_genes)
     }
 
-    /// The largest minibatch of `batch_size` cells in bytes, for the worst
-    /// case (every gene non-zero in every cell), obs columns aside.
-    pub fn max_batch_bytes(&self, batch_size: u32) -> u64 {
-        let per_gene = match self.format {
-            Format::Csr => (self.index_type().byte_width() + self.value_type.byte_width()) as u64,
-            Format::Dense => 4,
+    /// The largest minibatch of `batch_size` cells in bytes, obs columns
+    /// aside, when no cell stores more than `max_cell_genes` genes: a `csr`
+    /// cell brings at most that many entries (and never more than the
+    /// output gene space), a dense cell always the whole gene space.
+    pub fn max_batch_bytes(&self, batch_size: u32, max_cell_genes: u64) -> u64 {
+        let per_cell = match self.format {
+            Format::Csr => {
+                let entry = self.index_type().byte_width() + self.value_type.byte_width();
+                self.n_genes.min(max_cell_genes) * entry as u64
+            }
+            Format::Dense => self.n_genes * 4,
         };
         // cell_id, is_padding and list offsets: 16 bytes a cell is ample.
-        u64::from(batch_size) * (self.n_genes * per_gene + 16)
+        u64::from(batch_size) * (per_cell + 16)
     }
 }
 
@@ -113,6 +118,18 @@ mod tests {
             schema.field(1).data_type(),
             DataType::FixedSizeList(_, 100)
         ));
-        assert_eq!(layout.max_batch_bytes(64), 64 * (100 * 4 + 16));
+        assert_eq!(layout.max_batch_bytes(64, 7), 64 * (100 * 4 + 16));
+    }
+
+    #[test]
+    fn a_csr_cell_brings_at_most_its_stored_genes_within_the_gene_space() {
+        let layout = MinibatchLayout {
+            format: Format::Csr,
+            n_genes: 1_000,
+            value_type: ValueType::Float32,
+        };
+        // u16 indices and f32 values: 6 bytes an entry.
+        assert_eq!(layout.max_batch_bytes(10, 50), 10 * (50 * 6 + 16));
+        assert_eq!(layout.max_batch_bytes(10, 5_000), 10 * (1_000 * 6 + 16));
     }
 }

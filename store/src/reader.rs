@@ -11,7 +11,7 @@ use parquet::file::metadata::ParquetMetaDataReader;
 
 use crate::matrix_reader::{Matrix, VersionMismatch};
 use crate::table_file::TableFile;
-use crate::{StoreError, MANIFEST_FILE, VERSION_METADATA_KEY};
+use crate::{StoreError, MANIFEST_FILE, STAT_N_GENES, VERSION_METADATA_KEY};
 
 /// An opened dataset. Every file handle it holds belongs to the version its
 /// manifest names, and stays readable after the dataset is replaced.
@@ -119,6 +119,13 @@ impl Dataset {
     /// A reader of `cells.parquet` of this version.
     pub fn cells(&self) -> ParquetRecordBatchReaderBuilder<TableFile> {
         self.cells.reader()
+    }
+
+    /// The most genes stored for one cell (its `stat_n_genes`), from the
+    /// statistics in `cells.parquet`'s footer: what bounds a cell's entries
+    /// in a stream. `None` when the footer lacks them.
+    pub fn largest_cell_genes(&self) -> Option<u64> {
+        self.cells.largest_u32(STAT_N_GENES).map(u64::from)
     }
 
     /// A reader of `genes.parquet` of this version.

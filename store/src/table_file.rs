@@ -11,8 +11,12 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
+use arrow_array::types::UInt32Type;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
@@ -53,6 +57,25 @@ impl TableFile {
     /// A reader of the table; nothing is read until it is built and polled.
     pub fn reader(&self) -> ParquetRecordBatchReaderBuilder<TableFile> {
         ParquetRecordBatchReaderBuilder::new_with_metadata(self.clone(), self.metadata.clone())
+    }
+
+    /// The largest value of a `UInt32` column, from the footer's row group
+    /// statistics (nothing else is read); `None` if the column is absent,
+    /// of another type, or a row group has no statistics for it.
+    pub fn largest_u32(&self, column: &str) -> Option<u32> {
+        let parquet = self.metadata.metadata();
+        let converter = StatisticsConverter::try_new(
+            column,
+            self.schema(),
+            parquet.file_metadata().schema_descr(),
+        )
+        .ok()?;
+        let maxes = converter.row_group_maxes(parquet.row_groups()).ok()?;
+        let maxes = maxes.as_primitive_opt::<UInt32Type>()?;
+        if maxes.null_count() > 0 {
+            return None;
+        }
+        Some(maxes.values().iter().copied().max().unwrap_or(0))
     }
 }
 

@@ -148,6 +148,17 @@ fn what_is_written_reads_back_without_explicit_zeros() {
 }
 
 #[test]
+fn the_largest_cell_is_known_from_the_cells_footer() {
+    let (_root, target) = dataset_dir();
+    write_example(&target, WriteMode::CreateNew).unwrap();
+    // Cells store 2, 0, 2 (one explicit zero dropped), 1 and 2 genes.
+    assert_eq!(
+        Dataset::open(&target).unwrap().largest_cell_genes(),
+        Some(2)
+    );
+}
+
+#[test]
 fn a_run_of_cells_spanning_batches_is_sliced_not_copied() {
     let (_root, target) = dataset_dir();
     write_example(&target, WriteMode::CreateNew).unwrap();
