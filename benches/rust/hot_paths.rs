@@ -156,6 +156,15 @@ fn minibatch_stream(c: &mut Criterion) {
             "dense_2000_genes",
             r#"{"genes_query": "gene_idx < 2000", "format": "dense"}"#,
         ),
+        // The README's request: a gene selection and a transform.
+        (
+            "csr_readme",
+            r#"{"genes_query": "stat_mean > 0.5", "transform": {"normalize_total": 10000, "log1p": true}}"#,
+        ),
+        (
+            "dense_2000_genes_log1p",
+            r#"{"genes_query": "gene_idx < 2000", "format": "dense", "transform": {"normalize_total": 10000, "log1p": true}}"#,
+        ),
     ];
     let mut group = c.benchmark_group("stream/first_128_minibatches");
     group.throughput(Throughput::Elements(64 * BATCHES as u64));

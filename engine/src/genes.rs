@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
+use arrow_buffer::ArrowNativeType;
 use arrow_schema::DataType;
 use cellflight_schemas::StreamRequest;
 use cellflight_sql::{select_genes, Access, ByteLru, CacheCost, CatalogSnapshot};
@@ -71,15 +72,27 @@ impl GeneSpace {
         self.keeps_order
     }
 
-    /// The output position of stored gene `stored`, if it is kept.
+    /// Calls `keep` with (output position, value) for each entry of a row
+    /// (stored gene indices and their values) whose gene is in the output
+    /// space, in stored order.
     #[inline]
-    pub(crate) fn position(&self, stored: u32) -> Option<u32> {
+    pub(crate) fn for_each_kept<G: GeneIndex, V: Copy>(
+        &self,
+        indices: &[G],
+        values: &[V],
+        mut keep: impl FnMut(u32, V),
+    ) {
+        let entries = indices.iter().zip(values);
         match &self.positions {
-            None => Some(stored),
-            Some(positions) => match positions[stored as usize] {
-                DROPPED => None,
-                output => Some(output),
-            },
+            None => entries.for_each(|(&gene, &value)| keep(gene.gene(), value)),
+            Some(positions) => {
+                for (&gene, &value) in entries {
+                    let position = positions[gene.gene() as usize];
+                    if position != DROPPED {
+                        keep(position, value);
+                    }
+                }
+            }
         }
     }
 
@@ -128,6 +141,25 @@ impl GeneSpace {
             Ok(Self::from_stored(&stored, n_stored))
         };
         engine.gene_spaces.get_or_try_insert(&key, compute).await
+    }
+}
+
+/// A stored gene index.
+pub(crate) trait GeneIndex: ArrowNativeType {
+    fn gene(self) -> u32;
+}
+
+impl GeneIndex for u16 {
+    #[inline]
+    fn gene(self) -> u32 {
+        u32::from(self)
+    }
+}
+
+impl GeneIndex for u32 {
+    #[inline]
+    fn gene(self) -> u32 {
+        self
     }
 }
 
@@ -262,10 +294,13 @@ mod tests {
         let space = GeneSpace::from_stored(&stored, 4);
         assert_eq!(space.n_genes(), 2);
         assert!(!space.keeps_order());
-        assert_eq!(
-            (0..4).map(|g| space.position(g)).collect::<Vec<_>>(),
-            [Some(1), None, None, Some(0)]
+        let mut kept = Vec::new();
+        space.for_each_kept(
+            &[0u16, 1, 2, 3],
+            &["a", "b", "c", "d"],
+            |position, value| kept.push((position, value)),
         );
+        assert_eq!(kept, [(1, "a"), (0, "d")], "stored order, output positions");
     }
 
     #[test]

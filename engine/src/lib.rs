@@ -19,6 +19,7 @@ mod minibatch;
 mod partition;
 mod plan;
 mod rows;
+mod transform;
 
 pub use caller::Caller;
 pub use config::EngineConfig;

@@ -18,9 +18,10 @@ use cellflight_schemas::{Format, IndexType, MinibatchLayout, Transform, ValueTyp
 
 use crate::columns::CachedColumn;
 use crate::error::EngineError;
-use crate::genes::GeneSpace;
+use crate::genes::{GeneIndex, GeneSpace};
 use crate::ipc::{values_bytes, MessageBody};
 use crate::rows::FetchRows;
+use crate::transform::{AsFloat32, AsStored, RowValues, StoredValue, Transformed};
 
 /// What every minibatch of a stream holds, and how it is computed.
 #[derive(Debug)]
@@ -133,110 +134,125 @@ impl Output {
             let range = start as usize..(start + len) as usize;
             (&indices[range.clone()], &values[range])
         });
-        let scale = self.transform.map(ValueScale::new);
-        match self.layout.format {
-            Format::Csr if self.genes.is_all() && scale.is_none() => {
+        let n_cells = picked.entries.len();
+        match (self.layout.format, self.transform) {
+            (Format::Csr, None) if self.genes.is_all() => {
                 csr_stored::<I, V>(cells, picked.nnz, body);
             }
-            Format::Csr => {
-                for column in self.csr_computed::<I, V>(cells, scale)? {
-                    body.array(column.as_ref())?;
-                }
+            (Format::Csr, None) => self.csr_body::<I, V, _>(cells, picked.nnz, AsStored, body)?,
+            (Format::Csr, Some(transform)) => {
+                let transformed = Transformed::new(transform);
+                self.csr_body::<I, V, _>(cells, picked.nnz, transformed, body)?
             }
-            Format::Dense => {
-                let n_cells = picked.entries.len();
-                body.array(self.dense::<I, V>(cells, n_cells, scale).as_ref())?
+            (Format::Dense, None) => {
+                body.array(self.dense::<I, V, _>(cells, n_cells, AsFloat32).as_ref())?
+            }
+            (Format::Dense, Some(transform)) => {
+                let transformed = Transformed::new(transform);
+                body.array(self.dense::<I, V, _>(cells, n_cells, transformed).as_ref())?
             }
         }
         Ok(())
     }
 
-    /// CSR rows with a gene selection or a transform applied.
-    fn csr_computed<'a, I, V>(
+    /// [`Output::csr_computed`]'s columns, into the message body.
+    fn csr_body<'a, I, V, R>(
         &self,
         cells: impl Iterator<Item = Entries<'a, I::Native, V::Native>>,
-        scale: Option<ValueScale>,
+        nnz: usize,
+        row_values: R,
+        body: &mut MessageBody,
+    ) -> Result<(), EngineError>
+    where
+        I: ArrowPrimitiveType,
+        V: ArrowPrimitiveType,
+        I::Native: GeneIndex,
+        V::Native: StoredValue,
+        R: RowValues<V>,
+    {
+        for column in self.csr_computed::<I, V, R>(cells, nnz, row_values)? {
+            body.array(column.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// CSR rows with a gene selection or a transform applied, each row's
+    /// entries kept and transformed in one pass.
+    fn csr_computed<'a, I, V, R>(
+        &self,
+        cells: impl Iterator<Item = Entries<'a, I::Native, V::Native>>,
+        nnz: usize,
+        mut row_values: R,
     ) -> Result<Vec<ArrayRef>, EngineError>
     where
         I: ArrowPrimitiveType,
         V: ArrowPrimitiveType,
         I::Native: GeneIndex,
         V::Native: StoredValue,
+        R: RowValues<V>,
     {
         let mut offsets = vec![0i32];
-        let mut indices: Vec<u32> = Vec::new();
-        let mut stored: Vec<V::Native> = Vec::new();
-        let mut scaled: Vec<f32> = Vec::new();
-        let mut entries: Vec<(u32, V::Native)> = Vec::new();
-        for (row_indices, row_values) in cells {
-            self.select(row_indices, row_values, &mut entries);
-            indices.extend(entries.iter().map(|&(gene, _)| gene));
-            match &scale {
-                None => stored.extend(entries.iter().map(|&(_, v)| v)),
-                Some(scale) => {
-                    let factor = scale.factor(row_values);
-                    scaled.extend(entries.iter().map(|&(_, v)| scale.apply(v, factor)));
-                }
+        let mut indices: Vec<u32> = Vec::with_capacity(nnz);
+        let mut values: Vec<<R::Out as ArrowPrimitiveType>::Native> = Vec::with_capacity(nnz);
+        for (row_indices, row_stored) in cells {
+            row_values.start_row(row_stored);
+            let row_start = indices.len();
+            self.genes
+                .for_each_kept(row_indices, row_stored, |position, value| {
+                    indices.push(position);
+                    values.push(row_values.value(value));
+                });
+            if !self.genes.keeps_order() {
+                sort_by_position(&mut indices[row_start..], &mut values[row_start..]);
             }
             offsets.push(indices.len() as i32);
         }
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
         let indices = narrow_indices(indices, self.layout.index_type())?;
-        let values: ArrayRef = match scale {
-            None => Arc::new(PrimitiveArray::<V>::new(stored.into(), None)),
-            Some(_) => Arc::new(PrimitiveArray::<Float32Type>::new(scaled.into(), None)),
-        };
+        let values = Arc::new(PrimitiveArray::<R::Out>::new(values.into(), None));
         Ok(vec![list(offsets.clone(), indices), list(offsets, values)])
     }
 
     /// Dense rows over the output gene space, built for this minibatch only.
-    fn dense<'a, I, V>(
+    fn dense<'a, I, V, R>(
         &self,
         cells: impl Iterator<Item = Entries<'a, I::Native, V::Native>>,
         n_cells: usize,
-        scale: Option<ValueScale>,
+        mut row_values: R,
     ) -> ArrayRef
     where
         I: ArrowPrimitiveType,
         V: ArrowPrimitiveType,
         I::Native: GeneIndex,
         V::Native: StoredValue,
+        R: RowValues<V, Out = Float32Type>,
     {
         let width = self.layout.n_genes as usize;
         let mut x = vec![0f32; n_cells * width];
-        let mut entries: Vec<(u32, V::Native)> = Vec::new();
-        for (row, (row_indices, row_values)) in cells.enumerate() {
-            self.select(row_indices, row_values, &mut entries);
-            let out = &mut x[row * width..(row + 1) * width];
-            match &scale {
-                None => entries
-                    .iter()
-                    .for_each(|&(gene, v)| out[gene as usize] = v.to_f64() as f32),
-                Some(scale) => {
-                    let factor = scale.factor(row_values);
-                    for &(gene, v) in &entries {
-                        out[gene as usize] = scale.apply(v, factor);
-                    }
-                }
-            }
+        for (row, (row_indices, row_stored)) in x.chunks_exact_mut(width).zip(cells) {
+            row_values.start_row(row_stored);
+            self.genes
+                .for_each_kept(row_indices, row_stored, |position, value| {
+                    row[position as usize] = row_values.value(value);
+                });
         }
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let values = Arc::new(PrimitiveArray::<Float32Type>::new(x.into(), None));
         Arc::new(FixedSizeListArray::new(item, width as i32, values, None))
     }
+}
 
-    /// A row's entries in the output gene space, sorted by output position.
-    fn select<G: GeneIndex, W: Copy>(&self, indices: &[G], values: &[W], out: &mut Vec<(u32, W)>) {
-        out.clear();
-        out.extend(
-            indices
-                .iter()
-                .zip(values)
-                .filter_map(|(&g, &v)| self.genes.position(g.gene()).map(|p| (p, v))),
-        );
-        if !self.genes.keeps_order() {
-            out.sort_unstable_by_key(|&(gene, _)| gene);
-        }
+/// Sorts a row's entries by output position (a gene list in another order
+/// than the stored one).
+fn sort_by_position<T: Copy>(positions: &mut [u32], values: &mut [T]) {
+    let mut entries: Vec<(u32, T)> = positions
+        .iter()
+        .copied()
+        .zip(values.iter().copied())
+        .collect();
+    entries.sort_unstable_by_key(|&(position, _)| position);
+    for ((position, value), (p, v)) in entries.into_iter().zip(positions.iter_mut().zip(values)) {
+        (*p, *v) = (position, value);
     }
 }
 
@@ -297,94 +313,4 @@ fn narrow_indices(indices: Vec<u32>, index_type: IndexType) -> Result<ArrayRef, 
         IndexType::UInt32 => Arc::new(wide),
         IndexType::UInt16 => arrow_cast::cast(&wide, &DataType::UInt16)?,
     })
-}
-
-/// A stored gene index.
-trait GeneIndex: ArrowNativeType {
-    fn gene(self) -> u32;
-}
-
-impl GeneIndex for u16 {
-    fn gene(self) -> u32 {
-        u32::from(self)
-    }
-}
-
-impl GeneIndex for u32 {
-    fn gene(self) -> u32 {
-        self
-    }
-}
-
-/// A stored expression value.
-trait StoredValue: ArrowNativeType {
-    fn to_f64(self) -> f64;
-}
-
-macro_rules! stored_value {
-    ($($t:ty),*) => {$(
-        impl StoredValue for $t {
-            #[inline]
-            fn to_f64(self) -> f64 {
-                f64::from(self)
-            }
-        }
-    )*};
-}
-stored_value!(u8, u16, u32, f32, f64);
-
-/// A transform, computed in f64 and rounded once to f32.
-struct ValueScale {
-    normalize_total: Option<f64>,
-    log1p: bool,
-}
-
-impl ValueScale {
-    fn new(transform: Transform) -> Self {
-        Self {
-            normalize_total: transform.normalize_total,
-            log1p: transform.log1p,
-        }
-    }
-
-    /// The factor a row's values are multiplied by: target / the row's
-    /// total over all stored genes (a row with total 0 has no entries).
-    fn factor<W: StoredValue>(&self, row_values: &[W]) -> f64 {
-        match self.normalize_total {
-            None => 1.0,
-            Some(target) => {
-                let total: f64 = row_values.iter().map(|&v| v.to_f64()).sum();
-                if total > 0.0 {
-                    target / total
-                } else {
-                    0.0
-                }
-            }
-        }
-    }
-
-    #[inline]
-    fn apply<W: StoredValue>(&self, value: W, factor: f64) -> f32 {
-        let scaled = value.to_f64() * factor;
-        (if self.log1p { scaled.ln_1p() } else { scaled }) as f32
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_transform_normalises_over_the_whole_row_then_takes_log1p() {
-        let scale = ValueScale::new(Transform {
-            normalize_total: Some(100.0),
-            log1p: true,
-        });
-        let row = [1u16, 3];
-        let factor = scale.factor(&row);
-        assert_eq!(factor, 25.0);
-        assert_eq!(scale.apply(3u16, factor), (75f64).ln_1p() as f32);
-        let empty: [u16; 0] = [];
-        assert_eq!(scale.factor(&empty), 0.0);
-    }
 }
