@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::Array;
 use arrow_array::types::UInt32Type;
+use arrow_array::Array;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
