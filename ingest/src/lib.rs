@@ -9,6 +9,7 @@
 mod budget;
 mod csc;
 mod error;
+mod overlap;
 mod pipeline;
 mod rows;
 mod value_scan;

@@ -12,6 +12,7 @@ use cellflight_store::{
 };
 
 use crate::budget::MIN_BUDGET;
+use crate::overlap::{overlapped, Producer};
 use crate::rows::{MatrixOrigin, RowChunk};
 use crate::{csc, value_scan, IngestError, MemoryBudget};
 
@@ -158,6 +159,8 @@ impl CellSink<'_> {
     }
 }
 
+/// Rows in chunks of at most the budget's entries, decoded (read, sorted,
+/// checked) on a second thread while the sink writes the last chunk.
 fn stream_csr(
     source: &MatrixSource,
     origin: &MatrixOrigin,
@@ -165,20 +168,27 @@ fn stream_csr(
     sink: &mut CellSink<'_>,
 ) -> Result<(), IngestError> {
     let (n_cells, _) = source.shape();
-    for window in windows(n_cells, budget.rows_per_window()) {
-        let pointers = source.pointers(window.clone())?;
-        for rows in chunks_within(&pointers, budget.entries_per_chunk()) {
-            let pointers = &pointers[rows.start..=rows.end];
-            let (indices, values) = source.entries(pointers[0]..pointers[pointers.len() - 1])?;
-            let first_cell = window.start + rows.start as u64;
-            sink.append(&RowChunk::from_sparse(
-                origin, first_cell, pointers, indices, values,
-            )?)?;
+    let decode = |out: &Producer<RowChunk>| {
+        for window in windows(n_cells, budget.rows_per_window()) {
+            let pointers = source.pointers(window.clone())?;
+            for rows in chunks_within(&pointers, budget.entries_per_chunk()) {
+                let pointers = &pointers[rows.start..=rows.end];
+                let entries = pointers[0]..pointers[pointers.len() - 1];
+                let (indices, values) = source.entries(entries)?;
+                let first_cell = window.start + rows.start as u64;
+                let chunk = RowChunk::from_sparse(origin, first_cell, pointers, indices, values)?;
+                if !out.send(chunk) {
+                    return Ok(());
+                }
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    overlapped(decode, |chunk| sink.append(&chunk))
 }
 
+/// Rows in chunks of the budget's entries, read on a second thread while
+/// the sink writes the last chunk.
 fn stream_dense(
     source: &MatrixSource,
     budget: MemoryBudget,
@@ -186,10 +196,15 @@ fn stream_dense(
 ) -> Result<(), IngestError> {
     let (n_cells, n_genes) = source.shape();
     let rows = (budget.entries_per_chunk() / n_genes.max(1)).max(1);
-    for cells in windows(n_cells, rows) {
-        sink.append(&RowChunk::from_dense(&source.dense_rows(cells)?, n_genes))?;
-    }
-    Ok(())
+    let read = |out: &Producer<RowChunk>| {
+        for cells in windows(n_cells, rows) {
+            if !out.send(RowChunk::from_dense(&source.dense_rows(cells)?, n_genes)) {
+                break;
+            }
+        }
+        Ok(())
+    };
+    overlapped(read, |chunk| sink.append(&chunk))
 }
 
 /// `0..n` cut into consecutive ranges of at most `step`.

@@ -121,6 +121,15 @@ impl ValueTypeScan {
         self.all_exact_in_f32 &= exact_in_f32(value);
     }
 
+    /// The scan of both scans' values together.
+    pub fn merge(self, other: Self) -> Self {
+        Self {
+            largest_count: self.largest_count.max(other.largest_count),
+            all_counts: self.all_counts && other.all_counts,
+            all_exact_in_f32: self.all_exact_in_f32 && other.all_exact_in_f32,
+        }
+    }
+
     /// Nothing narrower than f64 can come of more values.
     pub fn is_widest(&self) -> bool {
         !self.all_exact_in_f32
@@ -200,5 +209,29 @@ mod tests {
         assert_eq!(scanned(&[1e10, 3.0]), Float32);
         assert_eq!(scanned(&[-1.0, 2.0]), Float32);
         assert_eq!(scanned(&[0.1, 2.0]), Float64);
+    }
+
+    fn merged(left: &[f64], right: &[f64]) -> ValueType {
+        let scan = |values: &[f64]| {
+            let mut scan = ValueTypeScan::default();
+            values.iter().for_each(|&v| scan.add(v));
+            scan
+        };
+        scan(left).merge(scan(right)).finish()
+    }
+
+    #[test]
+    fn scans_of_two_halves_merge_into_the_scan_of_the_whole() {
+        let cases: [(&[f64], &[f64]); 5] = [
+            (&[1.0, 255.0], &[300.0]),
+            (&[], &[70_000.0]),
+            (&[16_777_217.0], &[1.0]),
+            (&[16_777_217.0], &[0.5]),
+            (&[-1.0], &[2.0]),
+        ];
+        for (left, right) in cases {
+            let whole: Vec<f64> = left.iter().chain(right).copied().collect();
+            assert_eq!(merged(left, right), scanned(&whole), "{left:?} + {right:?}");
+        }
     }
 }
