@@ -12,8 +12,9 @@ A slot is never rewritten while the trainer holds a tensor on it. Its
 first byte says "held": the worker sets it before writing, and the training
 process clears it when the batch's storage is freed, that is when the last
 tensor viewing it is gone (a `weakref.finalize` on the storage). The worker
-only reuses slots that are not held; when all are, it opens another file,
-and files beyond `RING_SLOTS` are removed once released.
+only reuses slots that are not held; when all are, it opens another file
+(so a loop may keep any number of batches), and keeps at most `RING_SLOTS`
+released files for reuse.
 
 Space is reserved when a file is made (`posix_fallocate`), so a full
 /dev/shm is a `SharedMemoryError` saying what to do, never a SIGBUS on a
@@ -40,7 +41,7 @@ from .errors import SharedMemoryError
 
 SHM_DIR_VARIABLE = "CELLFLIGHT_SHM_DIR"
 PREFIX = "cellflight-"
-RING_SLOTS = 8  # per worker: the DataLoader's prefetch (2) + the batches a loop holds, with room to spare
+RING_SLOTS = 8  # slots a worker keeps for reuse: the DataLoader's prefetch (2) + the batches a loop holds, and room
 HEADER = 64  # byte 0: the slot is held by the training process; the arrays start after it
 MIN_SLOT = 1 << 20
 HELD, FREE = 1, 0
@@ -157,10 +158,10 @@ class Ring:
         slot = next((s for s in free if s.size >= size), None)
         if slot is None:
             slot = self._new(size)
-        # Beyond the ring's size (files made while every slot was held, or
-        # too small), released slots go, smallest first.
-        surplus = [s for s in free if s is not slot][: max(0, len(self.slots) - RING_SLOTS)]
-        for extra in surplus:
+        # Held slots are the trainer's to keep; of the released ones, at
+        # most a ring's worth stay for reuse (the smallest go).
+        spare = [s for s in free if s is not slot]
+        for extra in spare[: max(0, len(spare) - (RING_SLOTS - 1))]:
             self.slots.remove(extra)
             extra.close()
         return slot
