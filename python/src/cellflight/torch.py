@@ -129,16 +129,34 @@ def to_torch(batch: Batch, dtype: torch.dtype = torch.float32, pack: bool = Fals
     `pack`, a dense float32 `X` is the received Arrow buffer itself (no
     copy), every other tensor a new array of its own. With `pack`, every
     tensor is a view of one new shared-memory buffer."""
+    return _item(batch, dtype, _packed if pack else _copied)
+
+
+def _copied(parts: dict) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(source.astype(kind)) for name, (source, kind) in parts.items()}
+
+
+_pool = _shared.BufferPool()
+POOLED_BYTES = 1 << 16  # smaller arrays come from the allocator's free lists anyway
+
+
+def _pooled(parts: dict) -> dict[str, torch.Tensor]:
+    """Like `_copied`, the large arrays in reused buffers."""
+    return {name: _pool.tensor(source, kind) if source.size * kind.itemsize >= POOLED_BYTES
+            else torch.from_numpy(source.astype(kind)) for name, (source, kind) in parts.items()}  # fmt: skip
+
+
+def _item(batch: Batch, dtype: torch.dtype, tensors_of) -> dict[str, Any]:
+    """The item, the arrays made tensors by `tensors_of`; a dense float32
+    `X` is the Arrow buffer itself unless packed into shared memory."""
     parts, info = tensor_parts(batch, dtype)
-    if pack:
-        return assemble(_packed(parts), info)
-    arrow_x = batch.x is not None and dtype == torch.float32
+    arrow_x = batch.x is not None and dtype == torch.float32 and tensors_of is not _packed
     if arrow_x:
         del parts["x"]
-    tensors = {name: torch.from_numpy(source.astype(kind)) for name, (source, kind) in parts.items()}
+    tensors = tensors_of(parts)
     if arrow_x:
         column = batch.record_batch.column("x")
-        tensors["x"] = _from_arrow(column.flatten()).view(len(batch), column.type.list_size)  # the Arrow buffer
+        tensors["x"] = _from_arrow(column.flatten()).view(len(batch), column.type.list_size)
     return assemble(tensors, info)
 
 
@@ -337,7 +355,7 @@ class CellDataset(IterableDataset):
         worker the batch written into the worker's shared-memory ring."""
         started = time.perf_counter()
         if get_worker_info() is None:
-            item = to_torch(batch, self.dtype)
+            item = _item(batch, self.dtype, _pooled)
             if self.pin_memory:
                 item = _pinned(item)
             self._meter.converted(len(batch), time.perf_counter() - started, batch.receive_seconds)
