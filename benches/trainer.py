@@ -51,6 +51,7 @@ README_REQUEST = {
     "transform": {"normalize_total": 1e4, "log1p": True}, "obs_columns": ["cell_line"], "batch_size": 64,
 }  # fmt: skip
 README_ADDRESS = "grpc://127.0.0.1:50051"
+ANNBATCH_NOT_RUN = "not run: benches/peers has no annbatch setup (annbatch needs Python >= 3.12)"
 STATS_LINE = re.compile(r"^epoch (\d+): ([\d,]+) cells in .*?\(([\d,]+) cells/s\)", re.MULTILINE)
 
 
@@ -66,7 +67,8 @@ def readme_loop(address: str, dataset: str, work: Path) -> dict:
     """The README's loop as written, against `dataset`: the pace of its
     last epoch, from the `ds.stats()` line it prints."""
     code = training_loop(REPO / "README.md").replace(README_ADDRESS, address).replace('"demo"', json.dumps(dataset))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "python" / "src"), os.environ.get("PYTHONPATH", "")])}
+    package = str(REPO / "python" / "src")  # this checkout's, as test_docs runs it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package, os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory(dir=work) as cwd:
         done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
     epochs = STATS_LINE.findall(done.stdout)
@@ -97,8 +99,7 @@ def rows(address: str, args, work: Path) -> list[dict]:
     print("the README's loop ...", file=sys.stderr, flush=True)
     results.append({"path": "README loop (Linear + Adam)", "request": "README", "setting": "as written",
                     **readme_loop(address, args.dataset, work), "load_average": os.getloadavg()[0]})  # fmt: skip
-    results.append({"path": "annbatch 0.3.1", "request": "stored CSR", "setting": "",
-                    "error": "not run: benches/peers has no annbatch setup (annbatch needs Python >= 3.12)"})  # fmt: skip
+    results.append({"path": "annbatch 0.3.1", "request": "stored CSR", "setting": "", "error": ANNBATCH_NOT_RUN})
     return results
 
 
@@ -139,7 +140,8 @@ def main():
             server.terminate()
             server.wait()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": stream.machine(), "command": sys.argv, "results": results}, indent=2) + "\n")
+    report = {"machine": stream.machine(), "command": sys.argv, "results": results}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(results)
 
 

@@ -497,20 +497,23 @@ class CellDataset(IterableDataset):
             "next_batch": [int(progress["next_batch"].get(s, 0)) for s in range(slots)],
         }
 
+    def _one_stream_hint(self, state: dict) -> str:
+        """For a checkpoint of a `num_workers=0` run from before `streams` defaulted to 2."""
+        if self.num_workers == 0 and len(state["next_batch"]) == 1 and self.streams != 1:
+            return (f" (this dataset reads {self.streams} streams, the default without workers; a checkpoint of a "
+                    "run with one stream, the default before, resumes with CellDataset(..., streams=1))")  # fmt: skip
+        return ""
+
     def load_state_dict(self, state: dict) -> None:
         """Resumes at `state` (from `state_dict`): the next pass is its epoch,
         each partition starting at its next batch."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"not a CellDataset state of version {STATE_VERSION}: {state!r}")
         if state["partitions"] != self.partitions or len(state["next_batch"]) != self.slots:
-            hint = ""
-            if self.num_workers == 0 and len(state["next_batch"]) == 1 and self.streams != 1:
-                hint = (f" (this dataset reads {self.streams} streams, the default without workers; a checkpoint "
-                        "of a run with one stream, the default before, resumes with CellDataset(..., streams=1))")  # fmt: skip
             raise ValueError(
                 f"the state is for {state['partitions']} partitions ({len(state['next_batch'])} per rank); this dataset "
                 f"has {self.partitions} ({self.slots} per rank): resume with the same world size, workers and streams"
-                + hint
+                + self._one_stream_hint(state)
             )
         if state["seed"] != self.request["seed"]:
             raise ValueError(f"the state is for seed {state['seed']}, this dataset has seed {self.request['seed']}")
