@@ -22,6 +22,7 @@ from .errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    SharedMemoryError,
     Unauthenticated,
     Unavailable,
     Unimplemented,
@@ -33,5 +34,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Aborted", "Batch", "Cancelled", "CellflightError", "Client", "DatasetInfo", "DeadlineExceeded", "FailedPrecondition",
     "IncompleteStream", "InvalidArgument", "Loader", "NotFound", "PermissionDenied", "ResourceExhausted",
-    "Unauthenticated", "Unavailable", "Unimplemented", "connect",
+    "SharedMemoryError", "Unauthenticated", "Unavailable", "Unimplemented", "connect",
 ]

@@ -107,6 +107,14 @@ class IncompleteStream(CellflightError):
     code = "DATA_LOSS"
 
 
+class SharedMemoryError(CellflightError):
+    """A DataLoader worker could not reserve shared memory for a batch (a
+    full or small /dev/shm, or $CELLFLIGHT_SHM_DIR): the message names the
+    directory, the bytes needed and the fixes. Raised by the client itself."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
 _CLASSES = {
     cls.code: cls
     for cls in (

@@ -8,6 +8,7 @@ import json
 import math
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -36,7 +37,8 @@ class Batch:
     (cells, n_genes). `obs`: each obs column asked for, in order; a
     categorical as int32 codes into the loader's `categories[name]` (-1 for
     a missing value). `partition`, `index`: where the batch is in its
-    stream (its `app_metadata`), what resuming needs.
+    stream (its `app_metadata`), what resuming needs. `receive_seconds`:
+    how long its reader thread waited for it from the server.
 
     The arrays are read-only views of Arrow memory (which Flight does not
     align to the element size); copy one before writing to it."""
@@ -53,6 +55,7 @@ class Batch:
     values: np.ndarray | None = None
     x: np.ndarray | None = None
     record_batch: pa.RecordBatch | None = field(default=None, repr=False)
+    receive_seconds: float = 0.0  # how long its reader waited for it from the server
 
     def __len__(self) -> int:
         return len(self.cell_id)
@@ -118,7 +121,8 @@ def obs_array(column: pa.Array) -> np.ndarray:
     return primitive(column)
 
 
-def to_batch(record_batch: pa.RecordBatch, metadata: dict, n_genes: int, epoch: int) -> Batch:
+def to_batch(record_batch: pa.RecordBatch, metadata: dict, n_genes: int, epoch: int,
+             receive_seconds: float = 0.0) -> Batch:
     names = record_batch.schema.names
     batch = Batch(
         cell_id=record_batch.column("cell_id").to_numpy(),
@@ -129,6 +133,7 @@ def to_batch(record_batch: pa.RecordBatch, metadata: dict, n_genes: int, epoch: 
         epoch=epoch,
         obs={name: obs_array(record_batch.column(name)) for name in names if name not in STREAM_COLUMNS},
         record_batch=record_batch,
+        receive_seconds=receive_seconds,
     )
     if "x" in names:
         column = record_batch.column("x")
@@ -277,14 +282,16 @@ class _StreamReader(threading.Thread):
     def read_from(self, start_batch: int) -> bool:
         self.reader = self.connection.do_get(ticket_at(self.stream.ticket, start_batch))
         while not self.stop.is_set():
+            asked = time.perf_counter()
             try:
                 chunk = self.reader.read_chunk()
             except StopIteration:
                 check_ended(self.stream, self.next_batch)
                 return True
+            received = time.perf_counter() - asked
             metadata = json.loads(chunk.app_metadata.to_pybytes())
             self.next_batch = check_position(self.stream, self.next_batch, metadata)
-            if not self.put(self.convert(chunk.data, metadata)):
+            if not self.put(self.convert(chunk.data, metadata, received)):
                 return False
         return False
 
@@ -497,8 +504,8 @@ class Loader:
     def _converter(self) -> Callable:
         n_genes, epoch, convert = self.n_genes, self.epoch, self.convert
 
-        def run(record_batch, metadata):
-            batch = to_batch(record_batch, metadata, n_genes, epoch)
+        def run(record_batch, metadata, receive_seconds):
+            batch = to_batch(record_batch, metadata, n_genes, epoch, receive_seconds)
             return convert(batch) if convert is not None else batch
 
         return run

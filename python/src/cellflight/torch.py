@@ -1,13 +1,19 @@
 """PyTorch: `CellDataset`, an IterableDataset of minibatches that splits
 the epoch between DDP ranks and DataLoader workers, with mid-epoch resume.
 
-    ds = CellDataset(client, "demo", batch_size=64, num_workers=4, obs_columns=["plate"])
-    loader = DataLoader(ds, batch_size=None, num_workers=4)
+    ds = CellDataset(client, "demo", batch_size=64, num_workers=0, obs_columns=["plate"])
+    loader = DataLoader(ds, batch_size=None, num_workers=0)
     for epoch in range(start_epoch, epochs):
         ds.set_epoch(epoch)
         for batch in ds.track(loader):        # records what the loop has consumed
             ...                               # batch["X"]: torch.sparse_csr_tensor
             checkpoint = {"data": ds.state_dict(), ...}
+        print(ds.stats())                     # where the epoch's time went
+
+With `num_workers=0` (the fastest: the loader's threads read `streams`
+endpoints in this process) nothing crosses a process boundary; DataLoader
+workers hand their batches over through a ring of reused shared-memory
+files (`_shared`).
 
 The epoch is dealt as `world_size × num_workers` partitions (× `streams`):
 the worker `w` of rank `r` reads partition `r × num_workers + w`. Every
@@ -17,7 +23,10 @@ together hold every cell once, and have the same number of batches.
 
 from __future__ import annotations
 
+import time
+import uuid
 import warnings
+import weakref
 from typing import Any, Iterator
 
 import numpy as np
@@ -26,6 +35,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
+from . import _shared
+from ._stats import EpochMeter, EpochStats
 from .client import Client, as_client, check_dataset_name
 from .loader import Batch, Loader, categorical_columns, read_categories
 
@@ -34,7 +45,6 @@ STATE_VERSION = 1
 # torch warns once per process that its sparse CSR support is "beta"; every
 # DataLoader worker would print it.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning)
-warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
 
 
 def _from_arrow(array: pa.Array) -> torch.Tensor:
@@ -44,21 +54,10 @@ def _from_arrow(array: pa.Array) -> torch.Tensor:
 
 # Conversions run in the loader's reader threads, and torch ops there would
 # start an OpenMP team per thread that fights the gRPC threads for the
-# cores (10x slower on 2 cores): numpy converts, torch only wraps.
+# cores (10x slower on 2 cores): numpy converts, torch only wraps. Value
+# types numpy lacks (bfloat16) travel as float32 and are cast by torch last.
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16,
           torch.int64: np.int64, torch.int32: np.int32}
-
-
-def _as(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    if dtype in _NUMPY:
-        return torch.from_numpy(array.astype(_NUMPY[dtype]))  # a new, writable array
-    return torch.from_numpy(array.astype(np.float32)).to(dtype)
-
-
-_TORCH = {np.dtype(k): v for k, v in {
-    np.float16: torch.float16, np.float32: torch.float32, np.float64: torch.float64, np.int8: torch.int8,
-    np.int16: torch.int16, np.int32: torch.int32, np.int64: torch.int64, np.uint8: torch.uint8, np.bool_: torch.bool,
-}.items()}
 
 
 def _obs_dtype(array: np.ndarray, categorical: bool):
@@ -67,39 +66,55 @@ def _obs_dtype(array: np.ndarray, categorical: bool):
         return np.dtype(np.int64)
     if array.dtype == object:
         return None  # strings (or booleans with nulls): no tensor type
-    if array.dtype in _TORCH:
+    if array.dtype in _shared.TORCH_TYPES:
         return array.dtype
     return np.dtype(np.int64) if array.dtype.kind in "ui" else np.dtype(np.float64)
 
 
-class _Arena:
-    """Tensors carved out of one storage, filled from numpy (casting on the
-    way). Crossing from a DataLoader worker, a batch is then one
-    shared-memory segment instead of one per tensor."""
+def tensor_parts(batch: Batch, dtype: torch.dtype) -> tuple[dict[str, tuple[np.ndarray, np.dtype]], dict]:
+    """The batch's arrays that become tensors, by name, each with the numpy
+    type it becomes; and the rest of the item (`info`), for `assemble`."""
+    value_type = np.dtype(_NUMPY.get(dtype, np.float32))
+    if batch.x is None:
+        parts = {"crow_indices": (batch.indptr, np.dtype(np.int32)), "col_indices": (batch.indices, np.dtype(np.int32)),
+                 "values": (batch.values, value_type)}  # fmt: skip
+    else:
+        parts = {"x": (batch.x, value_type)}
+    parts["cell_id"] = (batch.cell_id, np.dtype(np.int64))
+    parts["is_padding"] = (batch.is_padding, np.dtype(np.bool_))
+    categorical = {f.name for f in batch.record_batch.schema if pa.types.is_dictionary(f.type)}
+    lists = {}
+    for name, array in batch.obs.items():
+        kind = _obs_dtype(array, name in categorical)
+        if kind is None:
+            lists[name] = array.tolist()
+        else:
+            parts["obs." + name] = (array, kind)
+    info = {"shape": batch.shape, "dtype": dtype, "obs": list(batch.obs), "lists": lists, "epoch": batch.epoch,
+            "partition": batch.partition, "batch_index": batch.index}  # fmt: skip
+    return parts, info
 
-    def __init__(self):
-        self.parts: list[tuple[np.ndarray, np.dtype]] = []
 
-    def add(self, source: np.ndarray, dtype) -> int:
-        self.parts.append((source, np.dtype(dtype)))
-        return len(self.parts) - 1
+def assemble(tensors: dict[str, torch.Tensor], info: dict) -> dict[str, Any]:
+    """The item of `to_torch` from the tensors of `tensor_parts`' arrays."""
+    dtype = info["dtype"]
+    if "x" in tensors:
+        X = tensors["x"].to(dtype)  # the same tensor when it has the type already
+    else:
+        # The server's batches are valid CSR; checking them again would cost a pass over the indices.
+        X = torch.sparse_csr_tensor(tensors["crow_indices"], tensors["col_indices"], tensors["values"].to(dtype),
+                                    size=info["shape"], check_invariants=False)  # fmt: skip
+    obs = {name: tensors["obs." + name] if name not in info["lists"] else info["lists"][name] for name in info["obs"]}
+    return {"X": X, "cell_id": tensors["cell_id"], "is_padding": tensors["is_padding"], "obs": obs,
+            "epoch": info["epoch"], "partition": info["partition"], "batch_index": info["batch_index"]}  # fmt: skip
 
-    def build(self, shared: bool) -> list[torch.Tensor]:
-        offsets, total = [], 0
-        for source, dtype in self.parts:
-            total = -(-total // 8) * 8
-            offsets.append(total)
-            total += source.size * dtype.itemsize
-        buffer = torch.empty(max(total, 8), dtype=torch.uint8)
-        if shared:
-            buffer.share_memory_()
-        raw = buffer.numpy()
-        out = []
-        for (source, dtype), offset in zip(self.parts, offsets):
-            size = source.size * dtype.itemsize
-            raw[offset:offset + size].view(dtype).reshape(source.shape)[...] = source
-            out.append(buffer[offset:offset + size].view(_TORCH[dtype]).view(source.shape))
-        return out
+
+def _packed(parts: dict) -> dict[str, torch.Tensor]:
+    """Every array as a view of one new shared-memory buffer."""
+    places, total = _shared.layout(parts)
+    buffer = torch.empty(max(total, 8), dtype=torch.uint8).share_memory_()
+    _shared.fill(buffer.numpy(), parts, places)
+    return _shared.views(buffer.untyped_storage(), 0, places)
 
 
 def to_torch(batch: Batch, dtype: torch.dtype = torch.float32, pack: bool = False) -> dict[str, Any]:
@@ -110,50 +125,79 @@ def to_torch(batch: Batch, dtype: torch.dtype = torch.float32, pack: bool = Fals
     for missing; strings as lists), and the batch's place in its stream:
     `epoch`, `partition`, `batch_index`.
 
-    Without `pack`, a dense float32 `X` is the received Arrow buffer itself
-    (no copy). With `pack` (what DataLoader workers use), every tensor is a
-    view of one shared-memory buffer, so handing the batch to the training
-    process costs one segment rather than one per tensor."""
-    rb = batch.record_batch
-    n = rb.num_rows
-    categorical = {f.name for f in rb.schema if pa.types.is_dictionary(f.type)}
-    value_type = _NUMPY.get(dtype)
-    arena = _Arena()
-    lists = {}
-    if batch.x is None:
-        crow, col = arena.add(batch.indptr, np.int32), arena.add(batch.indices, np.int32)
-        if value_type is not None:
-            values = arena.add(batch.values, value_type)
-    elif pack and value_type is not None:
-        x = arena.add(batch.x, value_type)
-    cell_id, padding = arena.add(batch.cell_id, np.int64), arena.add(batch.is_padding, np.bool_)
-    obs = {}
-    for name, array in batch.obs.items():
-        kind = _obs_dtype(array, name in categorical)
-        if kind is None:
-            lists[name] = array.tolist()
-        else:
-            obs[name] = arena.add(array, kind)
-    tensors = arena.build(shared=pack)
-    if batch.x is None:
-        vals = tensors[values] if value_type is not None else _as(batch.values, dtype)
-        X = torch.sparse_csr_tensor(tensors[crow], tensors[col], vals, size=(n, batch.n_genes))
-    elif pack and value_type is not None:
-        X = tensors[x]
-    elif dtype == torch.float32:
-        column = rb.column("x")
-        X = _from_arrow(column.flatten()).view(n, column.type.list_size)  # the Arrow buffer, no copy
-    else:
-        X = _as(batch.x, dtype)
-    return {
-        "X": X,
-        "cell_id": tensors[cell_id],
-        "is_padding": tensors[padding],
-        "obs": {name: tensors[obs[name]] if name in obs else lists[name] for name in batch.obs},
-        "epoch": batch.epoch,
-        "partition": batch.partition,
-        "batch_index": batch.index,
-    }
+    Whole arrays are cast at once (numpy), never a loop per cell. Without
+    `pack`, a dense float32 `X` is the received Arrow buffer itself (no
+    copy), every other tensor a new array of its own. With `pack`, every
+    tensor is a view of one new shared-memory buffer."""
+    return _item(batch, dtype, _packed if pack else _copied)
+
+
+def _copied(parts: dict) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(source.astype(kind)) for name, (source, kind) in parts.items()}
+
+
+_pool = _shared.BufferPool()
+POOLED_BYTES = 1 << 16  # smaller arrays come from the allocator's free lists anyway
+
+
+def _pooled(parts: dict) -> dict[str, torch.Tensor]:
+    """Like `_copied`, the large arrays in reused buffers."""
+    return {name: _pool.tensor(source, kind) if source.size * kind.itemsize >= POOLED_BYTES
+            else torch.from_numpy(source.astype(kind)) for name, (source, kind) in parts.items()}  # fmt: skip
+
+
+def _item(batch: Batch, dtype: torch.dtype, tensors_of) -> dict[str, Any]:
+    """The item, the arrays made tensors by `tensors_of`; a dense float32
+    `X` is the Arrow buffer itself unless packed into shared memory."""
+    parts, info = tensor_parts(batch, dtype)
+    arrow_x = batch.x is not None and dtype == torch.float32 and tensors_of is not _packed
+    if arrow_x:
+        del parts["x"]
+    tensors = tensors_of(parts)
+    if arrow_x:
+        column = batch.record_batch.column("x")
+        tensors["x"] = _from_arrow(column.flatten()).view(len(batch), column.type.list_size)
+    return assemble(tensors, info)
+
+
+def _pinned(item: dict) -> dict:
+    """The item with its tensors in page-locked memory."""
+    pin = lambda value: value.pin_memory() if isinstance(value, torch.Tensor) else value  # noqa: E731
+    return {**{key: pin(value) for key, value in item.items() if key != "obs"},
+            "obs": {name: pin(value) for name, value in item["obs"].items()}}  # fmt: skip
+
+
+# The epoch figures of each dataset of this process, by the dataset's token,
+# for the batches of its DataLoader workers to report to when they arrive.
+_meters: weakref.WeakValueDictionary[str, EpochMeter] = weakref.WeakValueDictionary()
+
+
+def _meter_for(token: str) -> EpochMeter:
+    meter = _meters.get(token)
+    if meter is None:
+        meter = _meters[token] = EpochMeter()
+    return meter
+
+
+def _arrived(tensors: dict[str, torch.Tensor], info: dict) -> dict[str, Any]:
+    """A DataLoader worker's batch, in the training process (see _shared)."""
+    started = time.perf_counter()
+    item = assemble(tensors, info)
+    if info["pin"]:
+        item = _pinned(item)
+    meter = _meters.get(info["meter"])
+    if meter is not None:
+        seconds = info["convert_seconds"] + time.perf_counter() - started
+        meter.converted(info["cells"], seconds, info["receive_seconds"])
+    return item
+
+
+def _count(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
 
 
 def _distributed() -> tuple[int, int]:
@@ -172,14 +216,18 @@ class CellDataset(IterableDataset):
     tensor), `transform`, `obs_columns`, `sampling`, `weights`,
     `balance_by`, `num_samples`, `drop_last`), plus:
 
-    - `num_workers`: the DataLoader's `num_workers` (0 for none). It fixes
-      the partitioning and so `len()`; a DataLoader with another number of
-      workers is refused when it starts. `None`: take it from the
-      DataLoader (then `len()` is unknown and raises TypeError).
+    - `num_workers`: the DataLoader's `num_workers` (0 for none: the
+      fastest). It fixes the partitioning and so `len()`; a DataLoader with
+      another number of workers is refused when it starts. `None`: take it
+      from the DataLoader (then `len()` is unknown and raises TypeError).
     - `rank`, `world_size`: default from `torch.distributed` when it is
       initialised, else 0 and 1.
-    - `streams`: partitions each worker reads concurrently (default 1).
+    - `streams`: partitions each worker (or, with `num_workers=0`, the
+      loader's threads) reads concurrently; default 2 with `num_workers=0`,
+      else 1. It is part of the partitioning: resume with the same value.
     - `dtype`: of `X`'s values (default float32).
+    - `pin_memory`: tensors in page-locked memory, for
+      `.to("cuda", non_blocking=True)`; without CUDA a no-op (with a warning).
 
     Each item is the dict of `to_torch`. `len(ds)`: batches this rank's
     DataLoader yields per epoch. `ds.categories[name]`: the full category
@@ -189,6 +237,9 @@ class CellDataset(IterableDataset):
     dataset object that the DataLoader sends to its workers, so it takes
     effect with non-persistent workers; persistent workers keep the copy
     they were started with and advance its epoch by one per pass.
+
+    `ds.stats()`: where the current (or last) epoch's time went, as
+    recorded by `track()`.
     """
 
     def __init__(
@@ -199,9 +250,10 @@ class CellDataset(IterableDataset):
         num_workers: int | None = None,
         rank: int | None = None,
         world_size: int | None = None,
-        streams: int = 1,
+        streams: int | None = None,
         dtype: torch.dtype = torch.float32,
         prefetch: int | None = None,
+        pin_memory: bool = False,
         seed: int = 0,
         epoch: int = 0,
         batch_size: int = 64,
@@ -217,7 +269,7 @@ class CellDataset(IterableDataset):
         reserved = sorted({"partitions", "read", "start_batches", "convert"} & set(request))
         if reserved:
             raise TypeError(f"CellDataset sets {reserved} itself (partitions = world size × num_workers × streams)")
-        self.num_workers = num_workers
+        self.num_workers = None if num_workers is None else _count("num_workers", num_workers, 0)
         # Rank and world size are looked up when first needed, so a dataset
         # made before init_process_group still sees the process group.
         self._rank, self._world_size = rank, world_size
@@ -225,17 +277,29 @@ class CellDataset(IterableDataset):
             raise ValueError("give both rank and world_size, or neither")
         if rank is not None and not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size}")
-        if streams < 1:
-            raise ValueError("streams must be at least 1")
-        self.streams = int(streams)
+        # Without workers, two streams keep the network busy while one
+        # batch is converted (measured: docs/benchmarks.md).
+        if streams is None:
+            streams = 2 if num_workers == 0 else 1
+        self.streams = _count("streams", streams, 1)
+        if not isinstance(dtype, torch.dtype):
+            raise TypeError(f"dtype must be a torch.dtype, e.g. torch.float32, not {dtype!r}")
         self.dtype = dtype
-        self.prefetch = prefetch
+        self.prefetch = None if prefetch is None else _count("prefetch", prefetch, 1)
+        if not isinstance(pin_memory, bool):
+            raise TypeError(f"pin_memory must be True or False, not {pin_memory!r}")
+        if pin_memory and not torch.cuda.is_available():
+            warnings.warn("CellDataset(pin_memory=True) does nothing without CUDA: tensors stay in ordinary memory",
+                          UserWarning, stacklevel=2)  # fmt: skip
+        self.pin_memory = pin_memory and torch.cuda.is_available()
         self.epoch = int(epoch)
         self._resume: dict | None = None  # {"epoch": e, "next_batch": [per slot]}
         self._progress: dict | None = None  # what the main process's loop consumed
         self._passes = 0  # passes made by this copy (persistent workers)
         self._loader_cache: Loader | None = None
         self._categories: dict[str, list[str]] | None = None
+        self._token = uuid.uuid4().hex  # names this dataset's figures, for batches from workers
+        self._meter = _meter_for(self._token)
         Loader(self.client, dataset, partitions=1, **self.request)  # checks the keywords now, not in a worker
 
     # --- partitioning -------------------------------------------------------
@@ -287,7 +351,20 @@ class CellDataset(IterableDataset):
         )
 
     def _convert(self, batch: Batch):
-        return to_torch(batch, self.dtype, pack=get_worker_info() is not None)
+        """In the loader's reader threads: the item, or in a DataLoader
+        worker the batch written into the worker's shared-memory ring."""
+        started = time.perf_counter()
+        if get_worker_info() is None:
+            item = _item(batch, self.dtype, _pooled)
+            if self.pin_memory:
+                item = _pinned(item)
+            self._meter.converted(len(batch), time.perf_counter() - started, batch.receive_seconds)
+            return item
+        parts, info = tensor_parts(batch, self.dtype)
+        info.update(meter=self._token, pin=self.pin_memory, cells=len(batch), receive_seconds=batch.receive_seconds)
+        handle = _shared.worker_ring().put(parts, _arrived, info)
+        info["convert_seconds"] = time.perf_counter() - started  # travels with the handle
+        return handle
 
     def _plan_loader(self, strict: bool = True) -> Loader:
         """A loader of this rank's first worker, for planning in the main process."""
@@ -328,7 +405,12 @@ class CellDataset(IterableDataset):
         state["_progress"] = None  # the main process's record stays there
         state["_passes"] = 0
         state["_rank"], state["_world_size"] = self._topology()  # as the main process sees it
+        state["_meter"] = None  # a lock; a copy records into its own process's meter of the same token
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._meter = _meter_for(self._token)
 
     # --- iteration ------------------------------------------------------------
 
@@ -360,12 +442,27 @@ class CellDataset(IterableDataset):
 
     def track(self, batches):
         """Yields `batches` (the DataLoader), recording each one the training
-        loop receives, so `state_dict()` says where to resume."""
-        for batch in batches:
+        loop receives, so `state_dict()` says where to resume, and timing
+        the loop's waits for `stats()`."""
+        self._meter.start(self.epoch)
+        iterator = iter(batches)
+        while True:
+            asked = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            padding = batch["is_padding"]
+            self._meter.consumed(len(padding) - int(padding.sum()), time.perf_counter() - asked)
             self.record(batch)
             yield batch
         if self._resume is not None and self._progress is not None and self._resume["epoch"] == self._progress["epoch"]:
             self._resume = None  # the resumed epoch is done
+
+    def stats(self) -> EpochStats:
+        """Where the current (or last) epoch's time went: the loop's waits
+        for data, conversions, the server's pace, and the bottleneck."""
+        return self._meter.report(self._workers(strict=False) * self.streams)
 
     def record(self, batch: dict) -> None:
         """Marks a batch (an item of this dataset) as consumed by the loop."""
@@ -400,6 +497,13 @@ class CellDataset(IterableDataset):
             "next_batch": [int(progress["next_batch"].get(s, 0)) for s in range(slots)],
         }
 
+    def _one_stream_hint(self, state: dict) -> str:
+        """For a checkpoint of a `num_workers=0` run from before `streams` defaulted to 2."""
+        if self.num_workers == 0 and len(state["next_batch"]) == 1 and self.streams != 1:
+            return (f" (this dataset reads {self.streams} streams, the default without workers; a checkpoint of a "
+                    "run with one stream, the default before, resumes with CellDataset(..., streams=1))")  # fmt: skip
+        return ""
+
     def load_state_dict(self, state: dict) -> None:
         """Resumes at `state` (from `state_dict`): the next pass is its epoch,
         each partition starting at its next batch."""
@@ -409,6 +513,7 @@ class CellDataset(IterableDataset):
             raise ValueError(
                 f"the state is for {state['partitions']} partitions ({len(state['next_batch'])} per rank); this dataset "
                 f"has {self.partitions} ({self.slots} per rank): resume with the same world size, workers and streams"
+                + self._one_stream_hint(state)
             )
         if state["seed"] != self.request["seed"]:
             raise ValueError(f"the state is for seed {state['seed']}, this dataset has seed {self.request['seed']}")
