@@ -172,6 +172,79 @@ def annloader(h5ad: str, batch_size: int) -> Batches:
             yield ids, x.indices.nbytes + x.data.nbytes + ids.nbytes
 
 
+ANNBATCH_ZARRS = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}  # annbatch's README: needed on a local disk
+
+
+def annbatch_store(h5ad: str, store: str, dataset_size: str) -> dict:
+    """annbatch's pre-shuffled collection of the .h5ad's cells, written once
+    (`DatasetCollection.add_adatas`, shuffle=True, its default chunking and
+    compression); a store that exists is complete (it is built under a
+    temporary name, then renamed) and is kept. Its writer holds the cells in
+    memory several times over: `dataset_size` bounds that ("4GB", not the
+    default 20GB, on a 24 GiB machine). The obs it writes holds one column,
+    `cell_id` (the row number in the .h5ad), which is how a batch's cells are
+    traced back once shuffled. Returns the build's seconds (also kept in the
+    store's attributes)."""
+    import shutil
+
+    import zarr
+    from annbatch import DatasetCollection
+
+    done = Path(store)
+    if done.exists():
+        return {"cached": True, "seconds": zarr.open_group(done, mode="r").attrs.get("cellflight_build_seconds")}
+    partial = done.with_name(done.name + ".partial.zarr")
+    shutil.rmtree(partial, ignore_errors=True)
+    zarr.config.set(ANNBATCH_ZARRS)
+    started = time.perf_counter()
+    DatasetCollection(partial).add_adatas([h5ad], load_adata=_x_and_cell_ids, dataset_size=dataset_size,
+                                          rng=np.random.default_rng(0))  # fmt: skip
+    seconds = time.perf_counter() - started
+    zarr.open_group(partial, mode="r+").attrs["cellflight_build_seconds"] = seconds
+    partial.rename(done)
+    return {"cached": False, "seconds": seconds}
+
+
+def _x_and_cell_ids(path):
+    """The .h5ad as annbatch's writer should see it: X (lazy, as its default
+    reader gives it), the var, and the row numbers as obs."""
+    import anndata as ad
+    import pandas as pd
+
+    adata = ad.experimental.read_lazy(path)
+    cell_ids = np.arange(adata.n_obs, dtype=np.int64)
+    return ad.AnnData(X=adata.X, obs=pd.DataFrame({"cell_id": cell_ids}, index=cell_ids.astype(str)),
+                      var=adata.var.to_memory())  # fmt: skip
+
+
+def annbatch(store: str, batch_size: int, chunk_size: int, preload_nchunks: int) -> Batches:
+    """annbatch's `Loader` over its collection (annbatch_store), iterated
+    directly as its README does (no DataLoader: it reads with threads of its
+    own). Random: it reads `preload_nchunks` random runs of `chunk_size`
+    rows of the pre-shuffled store, then deals them out in batches. Its
+    defaults are shuffle=False, chunk_size 512, preload_nchunks 32; the
+    spec gives what its README shows (chunk 32, 256 chunks). `to` is left
+    unset, so the batch's X is scipy CSR, as every peer delivers here; its
+    obs carries the cell ids (X alone would be cheaper, but a trainer needs
+    labels)."""
+    import anndata as ad
+    import zarr
+    from annbatch import DatasetCollection, Loader
+
+    zarr.config.set(ANNBATCH_ZARRS)
+
+    def x_and_cell_ids(group):
+        return ad.AnnData(X=ad.io.sparse_dataset(group["X"]), obs=ad.io.read_elem(group["obs"])[["cell_id"]])
+
+    loader = Loader(batch_size=batch_size, chunk_size=chunk_size, preload_nchunks=preload_nchunks, shuffle=True,
+                    rng=np.random.default_rng(0))  # fmt: skip
+    loader.use_collection(DatasetCollection(store, mode="r"), load_adata=x_and_cell_ids)
+    while True:  # each pass is an epoch, its order drawn anew from the rng
+        for batch in loader:
+            x, ids = batch["X"], batch["obs"]["cell_id"].to_numpy()
+            yield ids, x.indices.nbytes + x.data.nbytes + ids.nbytes
+
+
 def make(spec: dict) -> Batches:
     """The loader a spec names (see run.py for the specs)."""
     kind = spec["kind"]
@@ -183,6 +256,8 @@ def make(spec: dict) -> Batches:
         return scdataset(spec["h5ad"], spec["strategy"], spec["block_size"], spec["fetch_factor"], spec["batch_size"])
     if kind == "annloader":
         return annloader(spec["h5ad"], spec["batch_size"])
+    if kind == "annbatch":
+        return annbatch(spec["store"], spec["batch_size"], spec["chunk_size"], spec["preload_nchunks"])
     raise ValueError(f"unknown loader kind {kind!r}")
 
 
@@ -245,6 +320,9 @@ def workers_peak_rss_mib() -> float:
 
 def main():
     spec = json.loads(sys.argv[1])
+    if spec["kind"] == "annbatch-store":  # not a loader: the store the annbatch loader reads, built once
+        print(json.dumps(annbatch_store(spec["h5ad"], spec["store"], spec["dataset_size"])), flush=True)
+        return
     sys.path.insert(0, spec["python_src"])  # the cellflight package of this checkout
     figures = measure(make(spec), spec["warmup"], spec["seconds"], Path(spec["ids_path"]), spec.get("max_cells"))
     print(json.dumps(figures), flush=True)

@@ -23,8 +23,11 @@ and the loaders users would otherwise pick, beside the ceilings.
      256, and `Streaming` (plain and shuffle=True), CSR batches; on the gzip
      copy too;
    - AnnLoader (anndata), random, CSR batches;
-   - annbatch is not run (it needs Python >= 3.12): its row quotes its
-     published figures.
+   - annbatch 0.3.1 over its pre-shuffled zarr copy of the .h5ad (written
+     once under --work), chunk 32 / 256 chunks as its README shows, with
+     --annbatch-python (a venv made by install_annbatch.sh: annbatch
+     declares Python >= 3.12); without it, its row quotes its published
+     figures.
 4. Ceilings: the Flight transport (pyarrow's C++ Flight server and
    `cellflight-bench replay`, each re-sending one minibatch of the
    block 16 / fetch 64 request, read by the same pyarrow reader), page-cache
@@ -71,9 +74,13 @@ SETTINGS = [(16, 64), (16, 256)]
 TRUE_RANDOM = (1, 64)
 CHILD_GRACE = 300  # seconds a loader may take beyond warm-up + measurement (imports, a slow first fetch)
 PACKAGES = ["numpy", "scipy", "pandas", "pyarrow", "h5py", "anndata", "torch", "scdataset", "matplotlib"]
+# annbatch's Loader as its README sets it up (its defaults: chunk 512, 32 chunks, no shuffle).
+ANNBATCH_LOADER = {"kind": "annbatch", "batch_size": BATCH, "chunk_size": 32, "preload_nchunks": 256}
+ANNBATCH_DATASET_SIZE = "4GB"  # cells its writer shuffles in memory at once (default 20GB)
+ANNBATCH_BUILD_TIMEOUT = 3600
 ANNBATCH = {
     "loader": "annbatch", "path": "Loader over a sharded zarr collection",
-    "error": f"not run: annbatch needs Python >= 3.12, this run has {sys.version.split()[0]}. Published (annbatch "
+    "error": "not run: give --annbatch-python (install_annbatch.sh sets annbatch up on Python 3.11). Published (annbatch "
              "paper, AWS SageMaker, batch 4096, 2M Tahoe-100M cells): 23,164-35,007 samples/s (chunk 64-512), where "
              "scDataset made 1,495 (batch 64) and 17,933 (batch 4096); on-premises 58,515 vs scDataset 3,979; "
              "https://github.com/theislab/annbatch_paper/tree/main/figure_plots/source_data",
@@ -100,8 +107,10 @@ def run_loader(spec: dict, timeout: float) -> dict:
     """Runs loaders.py on one spec in a new session, so that on a timeout the
     loader and any DataLoader workers it started are ended together (by
     their process group, which is this child's id). A failure becomes the
-    row's error."""
-    child = subprocess.Popen([sys.executable, str(HERE / "loaders.py"), json.dumps(spec)], stdout=subprocess.PIPE,
+    row's error. The spec's "python" is the interpreter (default: this one):
+    annbatch lives in a venv of its own (install_annbatch.sh)."""
+    python = spec.get("python", sys.executable)
+    child = subprocess.Popen([python, str(HERE / "loaders.py"), json.dumps(spec)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         out, err = child.communicate(timeout=timeout)
@@ -114,6 +123,15 @@ def run_loader(spec: dict, timeout: float) -> dict:
         tail = " ".join(err.strip().splitlines()[-3:])[-400:]
         return {"error": f"exit {child.returncode}: {tail}"}
     return json.loads(lines[-1])
+
+
+def annbatch_store(python: str, h5ad: Path, store: Path) -> dict:
+    """annbatch's pre-shuffled copy of the .h5ad (loaders.annbatch_store),
+    built by its own interpreter unless `store` exists: {"seconds": build
+    time, "cached": bool}, or {"error": ...}."""
+    spec = {"kind": "annbatch-store", "python": python, "h5ad": str(h5ad), "store": str(store),
+            "dataset_size": ANNBATCH_DATASET_SIZE}  # fmt: skip
+    return run_loader(spec, ANNBATCH_BUILD_TIMEOUT)
 
 
 def entropies(ids_base: Path, plate: np.ndarray, drug: np.ndarray) -> dict:
@@ -187,6 +205,27 @@ def h5ad_rows(bench: Bench, h5ad: Path, data: str, strategies: list[tuple[str, i
         bench.measure({"loader": "AnnLoader", "path": "backed AnnData, CSR", "setting": "random (shuffle=True)",
                        "parallelism": "num_workers=0", "data": data, "data_short": short},
                       {"kind": "annloader", "h5ad": str(h5ad), "batch_size": BATCH})  # fmt: skip
+
+
+def annbatch_row(bench: Bench, python: Path | None, h5ad: Path, store: Path) -> None:
+    """annbatch over its pre-shuffled copy of the .h5ad (written once under
+    --work, before its clock), run by the interpreter of the venv
+    install_annbatch.sh made; without one, its published figures."""
+    if python is None:
+        bench.rows.append(ANNBATCH)
+        return
+    row = {"loader": "annbatch 0.3.1", "path": "Loader over its pre-shuffled zarr collection",
+           "setting": f"chunk {ANNBATCH_LOADER['chunk_size']}, {ANNBATCH_LOADER['preload_nchunks']} chunks",
+           "parallelism": "its threads", "data": "its zarr copy of the .h5ad, warm", "data_short": "zarr",
+           "published": ANNBATCH["published"]}  # fmt: skip
+    print(f"annbatch's store {store} ...", file=sys.stderr, flush=True)
+    built = annbatch_store(str(python), h5ad, store)
+    if "error" in built:
+        bench.rows.append({**row, "error": f"its store: {built['error']}"})
+        return
+    ceilings.warm(*sorted(path for path in store.rglob("*") if path.is_file()))
+    bench.measure({**row, "store_build_seconds": built["seconds"]},
+                  {**ANNBATCH_LOADER, "python": str(python), "store": str(store)})  # fmt: skip
 
 
 def transport_ceilings(bench: Bench, bench_bin: Path, address: str) -> None:
@@ -268,6 +307,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks-peers.json"))
     parser.add_argument("--plot", type=Path, default=Path("docs/benchmarks-peers.png"))
+    parser.add_argument("--annbatch-python", type=Path,
+                        help="the python of a venv set up by install_annbatch.sh VENV (else annbatch is quoted)")
     args = parser.parse_args()
     command = shlex.join(["python", *sys.argv])
     cellflight, bench_bin = args.bin / "cellflight", args.bin / "cellflight-bench"
@@ -336,7 +377,7 @@ def main():
         if server is not None:
             server.terminate()
             server.wait()
-    bench.rows.append(ANNBATCH)
+    annbatch_row(bench, args.annbatch_python, h5ad, work / f"{DATASET}.annbatch.zarr")
 
     plate_max, drug_max = float(np.log2(plate.max() + 1)), float(np.log2(drug.max() + 1))
     results = {
