@@ -197,18 +197,25 @@ impl Output {
         for (row_indices, row_stored) in cells {
             row_values.start_row(row_stored);
             let row_start = indices.len();
-            self.genes
-                .for_each_kept(row_indices, row_stored, |position, value| {
-                    indices.push(position);
-                    values.push(row_values.value(value));
-                });
+            if self.genes.is_all() {
+                // Every entry kept where it is: whole rows extend the
+                // columns, without a branch or a capacity check per entry.
+                indices.extend(row_indices.iter().map(|&gene| gene.gene()));
+                values.extend(row_stored.iter().map(|&value| row_values.value(value)));
+            } else {
+                self.genes
+                    .for_each_kept(row_indices, row_stored, |position, value| {
+                        indices.push(position);
+                        values.push(row_values.value(value));
+                    });
+            }
             if !self.genes.keeps_order() {
                 sort_by_position(&mut indices[row_start..], &mut values[row_start..]);
             }
             offsets.push(indices.len() as i32);
         }
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-        let indices = narrow_indices(indices, self.layout.index_type())?;
+        let indices = narrow_indices(indices, self.layout.index_type());
         let values = Arc::new(PrimitiveArray::<R::Out>::new(values.into(), None));
         Ok(vec![list(offsets.clone(), indices), list(offsets, values)])
     }
@@ -307,10 +314,14 @@ fn list(offsets: OffsetBuffer<i32>, items: ArrayRef) -> ArrayRef {
 }
 
 /// Output positions in the narrowest type of the output space.
-fn narrow_indices(indices: Vec<u32>, index_type: IndexType) -> Result<ArrayRef, EngineError> {
-    let wide = PrimitiveArray::<UInt32Type>::new(indices.into(), None);
-    Ok(match index_type {
-        IndexType::UInt32 => Arc::new(wide),
-        IndexType::UInt16 => arrow_cast::cast(&wide, &DataType::UInt16)?,
-    })
+fn narrow_indices(indices: Vec<u32>, index_type: IndexType) -> ArrayRef {
+    match index_type {
+        IndexType::UInt32 => Arc::new(PrimitiveArray::<UInt32Type>::new(indices.into(), None)),
+        IndexType::UInt16 => {
+            // Exact: positions are below the output width, and the layout
+            // is UInt16 only for at most 65,536 genes.
+            let narrow: Vec<u16> = indices.iter().map(|&position| position as u16).collect();
+            Arc::new(PrimitiveArray::<UInt16Type>::new(narrow.into(), None))
+        }
+    }
 }
