@@ -253,6 +253,7 @@ def main():
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks-trainer.json"))
+    parser.add_argument("--plot", type=Path, help="bars of the run as a .png, drawn by --peers-python (matplotlib)")
     args = parser.parse_args()
     if (args.address is None) == (args.bin is None) or (args.bin is not None and args.data is None):
         parser.error("give --address, or --bin and --data")
@@ -276,6 +277,9 @@ def main():
               "readme_loop_without_model": [what for what, _, _ in WITHOUT_MODEL]}  # fmt: skip
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(results)
+    if args.plot is not None:
+        subprocess.run([str(args.peers_python), str(HERE / "peers" / "report.py"), "bars", str(args.out), str(args.plot)],
+                       check=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -68,3 +68,42 @@ def plot(rows: list[dict], ceilings: list[dict], plate_max: float, path: Path, t
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     plt.close(fig)
+
+
+def bars(rows: list[dict], path: Path, title: str) -> None:
+    """Cells/s as horizontal bars, one per row that was measured, in the
+    order given (trainer.py's table), figures written beside the bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in rows if r.get("cells_per_s")]
+    names = [", ".join(p for p in (r["path"], r.get("request"), r.get("setting")) if p) for r in measured]
+    speeds = [r["cells_per_s"] for r in measured]
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(measured) + 1.2))
+    colours = ["tab:blue" if "pyarrow" in n or "CellDataset" in n or "README" in n else "tab:orange" for n in names]
+    ax.barh(range(len(measured)), speeds, color=colours)
+    for y, speed in enumerate(speeds):
+        ax.text(speed, y, f" {speed:,.0f}", va="center", fontsize=8)
+    ax.set_yticks(range(len(measured)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("cells/s (batch 64, warm page cache)")
+    ax.set_xlim(0, max(speeds) * 1.15)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    # python report.py bars RESULTS.json PLOT.png: a run's bars, drawn by a
+    # python that has matplotlib (the peers' venv) from the JSON it wrote.
+    import json
+    import sys
+
+    _, kind, results, out = sys.argv
+    report = json.loads(Path(results).read_text())
+    machine = report["machine"]
+    bars(report["results"], Path(out), f"{machine['cores']} cores ({machine['cpu']}), {machine['date']}: one run")
