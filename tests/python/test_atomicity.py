@@ -34,16 +34,25 @@ def big_h5ad(tmp_path_factory):
     return hf.write(anndata.AnnData(X=X, obs=obs, var=var), tmp_path_factory.mktemp("big") / "big.h5ad")
 
 
+def has_begun_writing(parent) -> bool:
+    """A hidden staging entry in `parent` holds a file with bytes in it."""
+    staged = [p for p in parent.iterdir() if p.name.startswith(".")]
+    return any(f.is_file() and f.stat().st_size > 0 for entry in staged for f in entry.rglob("*"))
+
+
 def kill_midway(cellflight, args, parent):
-    """Starts `cellflight *args` and SIGKILLs it once it has begun writing (a
-    hidden entry appeared in `parent`); skips the test if it finished first."""
+    """Starts `cellflight *args` and SIGKILLs it once it has begun writing
+    (bytes in a hidden staging entry of `parent`); skips the test if it
+    finished first."""
     process = cellflight.popen(*args)
     started, deadline = time.monotonic(), time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
-        if any(p.name.startswith(".") for p in parent.iterdir()):
-            time.sleep(max(0.2, 1.0 - (time.monotonic() - started)))  # ~1 s in, at least 0.2 s into writing
-            break
-        time.sleep(0.01)
+        try:
+            if has_begun_writing(parent):
+                break
+        except FileNotFoundError:
+            pass  # an entry went away while it was listed: look again
+        time.sleep(0.005)
     if process.poll() is not None:
         _, stderr = process.communicate()
         pytest.skip(
