@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use cellflight_h5ad::{DataFrame, H5ad, MatrixEncoding, MatrixSelection, MatrixSource};
 use cellflight_schemas::Manifest;
 use cellflight_store::{
-    CellRows, DatasetDescription, DatasetSpec, DatasetWriter, MatrixSpec, Origin, WriteMode,
-    DEFAULT_CELLS_PER_BATCH,
+    CheckedRows, DatasetDescription, DatasetSpec, DatasetWriter, MatrixSpec, Origin, RowCheck,
+    WriteMode, DEFAULT_CELLS_PER_BATCH,
 };
 
 use crate::budget::MIN_BUDGET;
@@ -144,12 +144,21 @@ pub(crate) struct CellSink<'a> {
 
 impl CellSink<'_> {
     pub(crate) fn append(&mut self, chunk: &RowChunk) -> Result<(), IngestError> {
-        let cells = self.next_cell..self.next_cell + chunk.cells();
+        let rows = self.row_check().check(chunk.as_csr(), self.next_cell)?;
+        self.append_checked(&rows)
+    }
+
+    /// What the rows must hold; checking them may run on another thread.
+    pub(crate) fn row_check(&self) -> RowCheck {
+        self.writer.row_check()
+    }
+
+    pub(crate) fn append_checked(&mut self, rows: &CheckedRows) -> Result<(), IngestError> {
+        let cells = self.next_cell..self.next_cell + rows.cells() as u64;
         let obs = self.obs.read(cells.clone())?;
-        self.writer
-            .append(CellRows::Expression(chunk.as_csr()), &obs)?;
+        self.writer.append_checked(rows, &obs)?;
         self.next_cell = cells.end;
-        (self.progress)(chunk.cells(), self.obs.n_rows());
+        (self.progress)(rows.cells() as u64, self.obs.n_rows());
         Ok(())
     }
 
@@ -160,7 +169,8 @@ impl CellSink<'_> {
 }
 
 /// Rows in chunks of at most the budget's entries, decoded (read, sorted,
-/// checked) on a second thread while the sink writes the last chunk.
+/// checked against the dataset) on a second thread while the sink writes
+/// the last chunk.
 fn stream_csr(
     source: &MatrixSource,
     origin: &MatrixOrigin,
@@ -168,7 +178,8 @@ fn stream_csr(
     sink: &mut CellSink<'_>,
 ) -> Result<(), IngestError> {
     let (n_cells, _) = source.shape();
-    let decode = |out: &Producer<RowChunk>| {
+    let check = sink.row_check();
+    let decode = |out: &Producer<CheckedRows>| {
         for window in windows(n_cells, budget.rows_per_window()) {
             let pointers = source.pointers(window.clone())?;
             for rows in chunks_within(&pointers, budget.entries_per_chunk()) {
@@ -177,18 +188,18 @@ fn stream_csr(
                 let (indices, values) = source.entries(entries)?;
                 let first_cell = window.start + rows.start as u64;
                 let chunk = RowChunk::from_sparse(origin, first_cell, pointers, indices, values)?;
-                if !out.send(chunk) {
+                if !out.send(check.check(chunk.as_csr(), first_cell)?) {
                     return Ok(());
                 }
             }
         }
         Ok(())
     };
-    overlapped(decode, |chunk| sink.append(&chunk))
+    overlapped(decode, |rows| sink.append_checked(&rows))
 }
 
-/// Rows in chunks of the budget's entries, read on a second thread while
-/// the sink writes the last chunk.
+/// Rows in chunks of the budget's entries, read and checked on a second
+/// thread while the sink writes the last chunk.
 fn stream_dense(
     source: &MatrixSource,
     budget: MemoryBudget,
@@ -196,15 +207,17 @@ fn stream_dense(
 ) -> Result<(), IngestError> {
     let (n_cells, n_genes) = source.shape();
     let rows = (budget.entries_per_chunk() / n_genes.max(1)).max(1);
-    let read = |out: &Producer<RowChunk>| {
+    let check = sink.row_check();
+    let read = |out: &Producer<CheckedRows>| {
         for cells in windows(n_cells, rows) {
-            if !out.send(RowChunk::from_dense(&source.dense_rows(cells)?, n_genes)) {
+            let chunk = RowChunk::from_dense(&source.dense_rows(cells.clone())?, n_genes);
+            if !out.send(check.check(chunk.as_csr(), cells.start)?) {
                 break;
             }
         }
         Ok(())
     };
-    overlapped(read, |chunk| sink.append(&chunk))
+    overlapped(read, |rows| sink.append_checked(&rows))
 }
 
 /// `0..n` cut into consecutive ranges of at most `step`.

@@ -25,10 +25,6 @@ pub(crate) struct RowChunk {
 }
 
 impl RowChunk {
-    pub(crate) fn cells(&self) -> u64 {
-        self.indptr.len().saturating_sub(1) as u64
-    }
-
     pub(crate) fn as_csr(&self) -> CsrRows<'_> {
         CsrRows {
             indptr: &self.indptr,

@@ -10,6 +10,7 @@ mod layout;
 mod matrix_reader;
 mod matrix_writer;
 mod reader;
+mod row_check;
 mod stats;
 mod table_file;
 mod table_writer;
@@ -24,6 +25,7 @@ pub use layout::{
 };
 pub use matrix_reader::{runs, Matrix};
 pub use reader::Dataset;
+pub use row_check::{CheckedRows, RowCheck};
 pub use table_file::TableFile;
 pub use verify::{verify, Fault};
 pub use writer::{

@@ -17,6 +17,7 @@ use rand::Rng;
 
 use crate::commit::{parent_dir, StagingDir};
 use crate::matrix_writer::MatrixWriter;
+use crate::row_check::{CheckedRows, RowCheck};
 use crate::stats::GeneStats;
 use crate::table_writer::{Framing, TableWriter};
 use crate::*;
@@ -94,7 +95,6 @@ pub struct DatasetWriter {
     cells: TableWriter,
     gene_stats: GeneStats,
     nnz: u64,
-    row: RowScratch,
 }
 
 impl fmt::Debug for DatasetWriter {
@@ -106,13 +106,6 @@ impl fmt::Debug for DatasetWriter {
             .field("nnz", &self.nnz)
             .finish_non_exhaustive()
     }
-}
-
-/// One cell's entries after zeros are dropped, reused across cells.
-#[derive(Default)]
-struct RowScratch {
-    indices: Vec<u32>,
-    values: Vec<f64>,
 }
 
 impl DatasetWriter {
@@ -158,7 +151,6 @@ impl DatasetWriter {
             cells,
             gene_stats: GeneStats::new(spec.n_genes as usize),
             nnz: 0,
-            row: RowScratch::default(),
         })
     }
 
@@ -174,85 +166,79 @@ impl DatasetWriter {
 
     /// Appends the next cells: their expression rows and their `obs` rows.
     pub fn append(&mut self, rows: CellRows<'_>, obs: &RecordBatch) -> Result<(), StoreError> {
-        let first_cell = self.cells.rows();
-        let (n_genes, totals) = match (rows, self.matrix.is_some()) {
-            (CellRows::Expression(csr), true) => self.append_expression(csr)?,
+        match (rows, self.matrix.is_some()) {
+            (CellRows::Expression(csr), true) => {
+                let checked = self.row_check().check(csr, self.cells.rows())?;
+                self.append_checked(&checked, obs)
+            }
             (CellRows::StatisticsOnly { n_genes, totals }, false) => {
                 check_same_len("statistics", n_genes.len(), totals.len())?;
-                (n_genes.to_vec(), totals.to_vec())
+                self.write_cells(n_genes, totals, obs)
             }
-            (CellRows::Expression(_), false) => return Err(expression_without_matrix()),
-            (CellRows::StatisticsOnly { .. }, true) => {
-                return Err(StoreError::InvalidInput(
-                    "statistics without expression rows given to a dataset with a matrix".into(),
-                ))
-            }
-        };
+            (CellRows::Expression(_), false) => Err(expression_without_matrix()),
+            (CellRows::StatisticsOnly { .. }, true) => Err(StoreError::InvalidInput(
+                "statistics without expression rows given to a dataset with a matrix".into(),
+            )),
+        }
+    }
+
+    /// What expression rows must hold for this dataset: checking them
+    /// ([`RowCheck::check`]) is the part of an append that may run on
+    /// another thread.
+    pub fn row_check(&self) -> RowCheck {
+        RowCheck {
+            n_genes: self.n_genes,
+            value_type: self.value_type,
+        }
+    }
+
+    /// Appends rows checked by this dataset's [`RowCheck`] as its next
+    /// cells, with their `obs` rows.
+    pub fn append_checked(
+        &mut self,
+        rows: &CheckedRows,
+        obs: &RecordBatch,
+    ) -> Result<(), StoreError> {
+        if rows.check != self.row_check() {
+            return Err(StoreError::InvalidInput(
+                "rows checked for another dataset's genes or value type".into(),
+            ));
+        }
+        if rows.first_cell != self.cells.rows() {
+            return Err(StoreError::InvalidInput(format!(
+                "rows checked as cells from {} appended as cells from {}",
+                rows.first_cell,
+                self.cells.rows()
+            )));
+        }
+        check_same_len("obs", obs.num_rows(), rows.cells())?;
+        let matrix = self.matrix.as_mut().ok_or_else(expression_without_matrix)?;
+        for (&gene, &value) in rows.indices.iter().zip(&rows.values) {
+            self.gene_stats.add(gene as usize, value);
+        }
+        for bounds in rows.indptr.windows(2) {
+            let range = bounds[0]..bounds[1];
+            matrix.push_cell(&rows.indices[range.clone()], &rows.values[range])?;
+        }
+        self.nnz += rows.indices.len() as u64;
+        self.write_cells(&rows.n_genes, &rows.totals, obs)
+    }
+
+    /// The cells table's rows of the next cells: ids, obs and statistics.
+    fn write_cells(
+        &mut self,
+        n_genes: &[u32],
+        totals: &[f64],
+        obs: &RecordBatch,
+    ) -> Result<(), StoreError> {
         check_same_len("obs", obs.num_rows(), n_genes.len())?;
+        let first_cell = self.cells.rows();
         let ids = first_cell..first_cell + n_genes.len() as u64;
         let stats: Vec<ArrayRef> = vec![
-            Arc::new(UInt32Array::from(n_genes)),
-            Arc::new(Float64Array::from(totals)),
+            Arc::new(UInt32Array::from(n_genes.to_vec())),
+            Arc::new(Float64Array::from(totals.to_vec())),
         ];
         self.cells.write(id_array(ids), obs, stats)
-    }
-
-    /// Checks and stores rows; returns each cell's non-zero count and total.
-    fn append_expression(&mut self, csr: CsrRows<'_>) -> Result<(Vec<u32>, Vec<f64>), StoreError> {
-        check_indptr(&csr)?;
-        let cells = csr.indptr.len().saturating_sub(1);
-        let (mut n_genes, mut totals) = (Vec::with_capacity(cells), Vec::with_capacity(cells));
-        let first_cell = self.cells.rows();
-        for (cell, bounds) in (first_cell..).zip(csr.indptr.windows(2)) {
-            let range = bounds[0] as usize..bounds[1] as usize;
-            self.keep_nonzeros(cell, &csr.indices[range.clone()], &csr.values[range])?;
-            for (&gene, &value) in self.row.indices.iter().zip(&self.row.values) {
-                self.gene_stats.add(gene as usize, value);
-            }
-            n_genes.push(self.row.indices.len() as u32);
-            totals.push(self.row.values.iter().sum());
-            self.nnz += self.row.indices.len() as u64;
-            let matrix = self.matrix.as_mut().ok_or_else(expression_without_matrix)?;
-            matrix.push_cell(&self.row.indices, &self.row.values)?;
-        }
-        Ok((n_genes, totals))
-    }
-
-    fn keep_nonzeros(
-        &mut self,
-        cell: u64,
-        indices: &[u32],
-        values: &[f64],
-    ) -> Result<(), StoreError> {
-        self.row.indices.clear();
-        self.row.values.clear();
-        let mut previous: Option<u32> = None;
-        for (&gene, &value) in indices.iter().zip(values) {
-            if u64::from(gene) >= self.n_genes {
-                return Err(StoreError::InvalidInput(format!(
-                    "cell {cell} has gene index {gene}, out of range for {} genes",
-                    self.n_genes
-                )));
-            }
-            if previous.is_some_and(|p| p >= gene) {
-                return Err(StoreError::InvalidInput(format!(
-                    "gene indices of cell {cell} are not strictly increasing ({} then {gene})",
-                    previous.unwrap_or_default()
-                )));
-            }
-            previous = Some(gene);
-            if self.value_type.is_some_and(|t| !t.holds(value)) {
-                return Err(StoreError::InvalidInput(format!(
-                    "cell {cell} has value {value}, which the dataset's value type {:?} does not hold exactly",
-                    self.value_type.unwrap_or(ValueType::Float64)
-                )));
-            }
-            if value != 0.0 {
-                self.row.indices.push(gene);
-                self.row.values.push(value);
-            }
-        }
-        Ok(())
     }
 
     /// Writes the genes table and the manifest, then publishes the dataset.
@@ -416,7 +402,7 @@ fn id_array(ids: Range<u64>) -> ArrayRef {
     Arc::new(UInt64Array::from_iter_values(ids))
 }
 
-fn check_same_len(what: &str, got: usize, expected: usize) -> Result<(), StoreError> {
+pub(crate) fn check_same_len(what: &str, got: usize, expected: usize) -> Result<(), StoreError> {
     if got == expected {
         Ok(())
     } else {
@@ -424,20 +410,6 @@ fn check_same_len(what: &str, got: usize, expected: usize) -> Result<(), StoreEr
             "{what} has {got} rows where {expected} were expected"
         )))
     }
-}
-
-fn check_indptr(csr: &CsrRows<'_>) -> Result<(), StoreError> {
-    let entries = csr.indices.len() as u64;
-    check_same_len("values", csr.values.len(), csr.indices.len())?;
-    let first = csr.indptr.first().copied().unwrap_or(0);
-    let monotone = csr.indptr.windows(2).all(|w| w[0] <= w[1]);
-    let last = csr.indptr.last().copied().unwrap_or(0);
-    if csr.indptr.is_empty() || !monotone || last > entries || first > last {
-        return Err(StoreError::InvalidInput(format!(
-            "row pointers are not monotone within 0..={entries}"
-        )));
-    }
-    Ok(())
 }
 
 fn sync(file: File, path: &Path) -> Result<(), StoreError> {

@@ -403,6 +403,60 @@ fn bad_rows_are_refused_with_the_cell_named() {
 }
 
 #[test]
+fn rows_checked_on_another_thread_are_stored_without_their_zeros() {
+    let (_root, target) = dataset_dir();
+    let mut writer = DatasetWriter::create(&target, spec(2), WriteMode::CreateNew).unwrap();
+    let rows = CsrRows {
+        indptr: &[0, 2, 3],
+        indices: &[1, 3, 0],
+        values: &[2.0, 0.0, 5.0],
+    };
+    let check = writer.row_check();
+    let checked = std::thread::spawn(move || check.check(rows, 0).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(checked.cells(), 2);
+    writer.append_checked(&checked, &obs(&["a", "b"])).unwrap();
+    writer.finish(&genes(4), description()).unwrap();
+    let dataset = Dataset::open(&target).unwrap();
+    assert_eq!(
+        matrix_rows(&dataset),
+        [(vec![1], vec![2]), (vec![0], vec![5])]
+    );
+}
+
+#[test]
+fn checked_rows_are_refused_out_of_place_or_for_another_dataset() {
+    let (_root, target) = dataset_dir();
+    let mut writer = DatasetWriter::create(&target, spec(2), WriteMode::CreateNew).unwrap();
+    let rows = CsrRows {
+        indptr: &[0, 1],
+        indices: &[1],
+        values: &[2.0],
+    };
+    let later = writer.row_check().check(rows, 5).unwrap();
+    let err = writer.append_checked(&later, &obs(&["a"])).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("checked as cells from 5 appended as cells from 0"),
+        "{err}"
+    );
+
+    let (_other_root, other_target) = dataset_dir();
+    let mut wider = spec(2);
+    wider.n_genes += 1;
+    let other = DatasetWriter::create(&other_target, wider, WriteMode::CreateNew).unwrap();
+    let foreign = other.row_check().check(rows, 0).unwrap();
+    let err = writer.append_checked(&foreign, &obs(&["a"])).unwrap_err();
+    assert!(err.to_string().contains("another dataset"), "{err}");
+
+    let mine = writer.row_check().check(rows, 0).unwrap();
+    let err = writer.append_checked(&mine, &obs(&["a", "b"])).unwrap_err();
+    assert!(err.to_string().contains("obs has 2 rows where 1"), "{err}");
+    writer.append_checked(&mine, &obs(&["a"])).unwrap();
+}
+
+#[test]
 fn a_source_column_that_collides_with_an_added_one_is_refused() {
     let (_root, target) = dataset_dir();
     let mut writer = DatasetWriter::create(&target, spec(2), WriteMode::CreateNew).unwrap();
