@@ -143,7 +143,7 @@ def peer_loaders(args) -> list[tuple[dict, dict | str]]:
     store is built here (or found) before any clock runs."""
     scdataset = {"path": "scDataset 0.3.0", "request": "stored CSR (.h5ad)", "setting": "block 16 / fetch 64"}
     annloader = {"path": "AnnLoader", "request": "stored CSR (.h5ad)", "setting": "random"}
-    annbatch = {"path": "annbatch 0.3.1", "request": "stored CSR (its zarr copy)", "setting": "chunk 32, 256 chunks"}
+    annbatch = {"path": "annbatch 0.3.1", "request": "stored CSR (its zarr copy)", "setting": peers.ANNBATCH_SETTING}
     if args.h5ad is None:
         return [(scdataset, NEEDS_H5AD), (annloader, NEEDS_H5AD), (annbatch, NEEDS_H5AD)]
     h5ad = {"h5ad": str(args.h5ad), "batch_size": peers.BATCH, "python": str(args.peers_python)}
@@ -153,13 +153,11 @@ def peer_loaders(args) -> list[tuple[dict, dict | str]]:
     ]
     if args.annbatch_python is None:
         return [*loaders, (annbatch, NEEDS_ANNBATCH)]
-    print(f"annbatch's store {args.annbatch_store} ...", file=sys.stderr, flush=True)
-    store = peers.annbatch_store(str(args.annbatch_python), args.h5ad, args.annbatch_store)
-    if "error" in store:
-        return [*loaders, (annbatch, f"its store: {store['error']}")]
-    annbatch["store_build_seconds"], annbatch["store_cached"] = store["seconds"], store["cached"]
-    return [*loaders, (annbatch, {**peers.ANNBATCH_LOADER, "python": str(args.annbatch_python),
-                                  "store": str(args.annbatch_store)})]  # fmt: skip
+    spec, built = peers.prepared_annbatch(str(args.annbatch_python), args.h5ad, args.annbatch_store)
+    if spec is None:
+        return [*loaders, (annbatch, f"its store: {built['error']}")]
+    annbatch["store_build_seconds"], annbatch["store_cached"] = built["seconds"], built["cached"]
+    return [*loaders, (annbatch, spec)]
 
 
 def rows(address: str, args, work: Path) -> list[dict]:

@@ -132,8 +132,12 @@ def to_torch(batch: Batch, dtype: torch.dtype = torch.float32, pack: bool = Fals
     return _item(batch, dtype, _packed if pack else _copied)
 
 
+def _copy(source: np.ndarray, kind: np.dtype) -> torch.Tensor:
+    return torch.from_numpy(source.astype(kind))  # a new, writable array
+
+
 def _copied(parts: dict) -> dict[str, torch.Tensor]:
-    return {name: torch.from_numpy(source.astype(kind)) for name, (source, kind) in parts.items()}
+    return {name: _copy(source, kind) for name, (source, kind) in parts.items()}
 
 
 _pool = _shared.BufferPool()
@@ -142,8 +146,8 @@ POOLED_BYTES = 1 << 16  # smaller arrays come from the allocator's free lists an
 
 def _pooled(parts: dict) -> dict[str, torch.Tensor]:
     """Like `_copied`, the large arrays in reused buffers."""
-    return {name: _pool.tensor(source, kind) if source.size * kind.itemsize >= POOLED_BYTES
-            else torch.from_numpy(source.astype(kind)) for name, (source, kind) in parts.items()}  # fmt: skip
+    return {name: (_pool.tensor if source.size * kind.itemsize >= POOLED_BYTES else _copy)(source, kind)
+            for name, (source, kind) in parts.items()}  # fmt: skip
 
 
 def _item(batch: Batch, dtype: torch.dtype, tensors_of) -> dict[str, Any]:
