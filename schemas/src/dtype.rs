@@ -47,6 +47,16 @@ pub enum ValueType {
 }
 
 impl ValueType {
+    /// The narrowest type holding every value of both types exactly: the
+    /// wider, except that `uint32` with `float32` gives `float64` (the
+    /// rule of a dataset's own values).
+    pub fn widest_with(self, other: Self) -> Self {
+        match (self.min(other), self.max(other)) {
+            (Self::UInt32, Self::Float32) => Self::Float64,
+            (_, wider) => wider,
+        }
+    }
+
     /// The narrowest type holding `value` exactly.
     pub fn narrowest_for(value: f64) -> Self {
         let mut scan = ValueTypeScan::default();
@@ -168,6 +178,15 @@ mod tests {
         assert_eq!(IndexType::for_gene_count(62_710), IndexType::UInt16);
         assert_eq!(IndexType::for_gene_count(65_536), IndexType::UInt16);
         assert_eq!(IndexType::for_gene_count(65_537), IndexType::UInt32);
+    }
+
+    #[test]
+    fn two_value_types_widen_to_one_holding_both_exactly() {
+        assert_eq!(UInt8.widest_with(UInt16), UInt16);
+        assert_eq!(UInt16.widest_with(Float32), Float32);
+        assert_eq!(Float32.widest_with(UInt32), Float64);
+        assert_eq!(Float64.widest_with(UInt8), Float64);
+        assert_eq!(UInt32.widest_with(UInt32), UInt32);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! request, tickets, the schema of minibatches, the JSON `app_metadata` of
 //! listings, plans and minibatches, ad hoc SQL). Nothing here does I/O.
 
+mod collection;
 mod dataset_metadata;
 mod dataset_name;
 mod dtype;
@@ -17,6 +18,10 @@ mod request_error;
 mod sql_request;
 mod ticket;
 
+pub use collection::{
+    CollectionDefinition, DefinitionError, Join, COLLECTION_SUFFIX, DEFAULT_GENE_KEY,
+    MAX_COLLECTION_FILE_BYTES, MAX_COLLECTION_MEMBERS, MAX_GENE_KEY_BYTES,
+};
 pub use dataset_metadata::DatasetMetadata;
 pub use dataset_name::{DatasetName, InvalidDatasetName};
 pub use dtype::{IndexType, ValueType, ValueTypeScan};
