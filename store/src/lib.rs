@@ -1,7 +1,8 @@
 //! The on-disk cellflight dataset (see `docs/format.md`): writing it
 //! atomically, reading its expression matrix zero-copy from a memory map,
-//! and verifying it end to end.
+//! and verifying it end to end; and collections of datasets served as one.
 
+mod collection;
 mod column;
 mod commit;
 mod error;
@@ -11,12 +12,17 @@ mod matrix_reader;
 mod matrix_writer;
 mod reader;
 mod row_check;
+mod served;
 mod stats;
 mod table_file;
 mod table_writer;
 mod verify;
 mod writer;
 
+pub use collection::{
+    collection_files, open_collections, read_definition, write_definition, CellColumn, CellSource,
+    Collection, CollectionError, MAX_COLLECTION_CELLS, SOURCE_DATASET, STAT_N_MEMBERS,
+};
 pub use column::Table;
 pub use error::StoreError;
 pub use layout::{
@@ -26,6 +32,7 @@ pub use layout::{
 pub use matrix_reader::{runs, Matrix};
 pub use reader::Dataset;
 pub use row_check::{CheckedRows, RowCheck};
+pub use served::Served;
 pub use table_file::TableFile;
 pub use verify::{verify, Fault};
 pub use writer::{
