@@ -1,9 +1,10 @@
-//! The `cellflight` catalog: one schema per dataset, with tables `cells` and `genes`.
+//! The `cellflight` catalog: one schema per dataset or collection, with
+//! tables `cells` and `genes`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cellflight_store::Dataset;
+use cellflight_store::{Collection, Dataset, Served};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
@@ -18,6 +19,7 @@ use datafusion::execution::object_store::{
 use object_store::ObjectStore;
 
 use crate::access::{Access, GrantedCatalog};
+use crate::collection_tables::collection_schema;
 use crate::error::SqlError;
 use crate::pinned_store::{PinnedStore, CELLS, GENES};
 
@@ -26,14 +28,18 @@ pub const CATALOG: &str = "cellflight";
 /// URL scheme of the pinned-file object stores.
 const SCHEME: &str = "cellflight";
 
-/// An immutable view of a set of dataset versions. A query plans and runs
-/// against one snapshot; the server swaps in a new snapshot on refresh, and
-/// queries already running keep theirs (it holds the open files).
+/// An immutable view of a set of dataset versions, and of collections of
+/// them. A query plans and runs against one snapshot; the server swaps in
+/// a new snapshot on refresh, and queries already running keep theirs (it
+/// holds the open files).
 ///
 /// A snapshot is seen with an [`Access`]: restricted to a caller's grants,
-/// it lists only the datasets granted, and SQL reaching any other fails.
+/// it lists only the datasets granted, and the collections all of whose
+/// members are, and SQL reaching any other fails.
 pub struct CatalogSnapshot {
-    datasets: BTreeMap<String, Arc<Dataset>>,
+    datasets: BTreeMap<String, Served>,
+    /// Each collection's members, by collection name.
+    collections: Arc<BTreeMap<String, Vec<String>>>,
     default_dataset: Option<String>,
     /// Every dataset's schema; [`Self::catalog`] shows the caller its part.
     catalog: Arc<MemoryCatalogProvider>,
@@ -49,18 +55,53 @@ impl CatalogSnapshot {
         datasets: Vec<Arc<Dataset>>,
         default_dataset: Option<&str>,
     ) -> Result<Arc<Self>, SqlError> {
+        Self::with_collections(datasets, Vec::new(), default_dataset)
+    }
+
+    /// A snapshot of `datasets` and of `collections` of them (opened over
+    /// these very versions); `default_dataset` names one of either.
+    pub fn with_collections(
+        datasets: Vec<Arc<Dataset>>,
+        collections: Vec<Arc<Collection>>,
+        default_dataset: Option<&str>,
+    ) -> Result<Arc<Self>, SqlError> {
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let mut by_name = BTreeMap::new();
         let mut stores = BTreeMap::new();
+        let mut cells_tables = BTreeMap::new();
         for dataset in datasets {
             let name = dataset.manifest().name.to_string();
-            let (schema, store) = dataset_schema(&dataset)?;
+            let (schema, store, cells) = dataset_schema(&dataset)?;
             stores.insert(name.clone(), store);
-            catalog
-                .register_schema(&name, schema)
-                .map_err(|e| SqlError::Internal(e.to_string()))?;
-            if by_name.insert(name.clone(), dataset).is_some() {
+            cells_tables.insert(name.clone(), cells);
+            register(&catalog, &name, schema)?;
+            if by_name
+                .insert(name.clone(), Served::Dataset(dataset))
+                .is_some()
+            {
                 return Err(SqlError::Internal(format!("two datasets named {name}")));
+            }
+        }
+        let mut members = BTreeMap::new();
+        for collection in collections {
+            let name = collection.name().to_string();
+            register(
+                &catalog,
+                &name,
+                collection_schema(&collection, &cells_tables)?,
+            )?;
+            let names = collection
+                .members()
+                .iter()
+                .map(|m| m.manifest().name.to_string());
+            members.insert(name.clone(), names.collect());
+            if by_name
+                .insert(name.clone(), Served::Collection(collection))
+                .is_some()
+            {
+                return Err(SqlError::Internal(format!(
+                    "a dataset and a collection named {name}"
+                )));
             }
         }
         if let Some(name) = default_dataset.filter(|n| !by_name.contains_key(*n)) {
@@ -70,6 +111,7 @@ impl CatalogSnapshot {
         }
         Ok(Arc::new(Self {
             datasets: by_name,
+            collections: Arc::new(members),
             default_dataset: default_dataset.map(str::to_string),
             catalog,
             stores: Arc::new(stores),
@@ -77,17 +119,34 @@ impl CatalogSnapshot {
         }))
     }
 
-    /// The same datasets, seen with `access` in place of this snapshot's.
+    /// The same datasets, seen with `access` in place of this snapshot's:
+    /// its datasets, and the collections all of whose members it grants
+    /// (a grant naming a collection alone gives nothing).
     pub fn restricted(self: &Arc<Self>, access: &Access) -> Arc<Self> {
         if *access == self.access {
             return Arc::clone(self);
         }
+        let access = match access {
+            Access::All => Access::All,
+            Access::Granted(granted) => {
+                let datasets = granted
+                    .iter()
+                    .filter(|n| !self.collections.contains_key(*n));
+                let collections = self
+                    .collections
+                    .iter()
+                    .filter(|(_, members)| members.iter().all(|member| granted.contains(member)));
+                let collections = collections.map(|(name, _)| name);
+                Access::granted(datasets.chain(collections).cloned())
+            }
+        };
         Arc::new(Self {
             datasets: self.datasets.clone(),
+            collections: Arc::clone(&self.collections),
             default_dataset: self.default_dataset.clone(),
             catalog: Arc::clone(&self.catalog),
             stores: Arc::clone(&self.stores),
-            access: access.clone(),
+            access,
         })
     }
 
@@ -96,9 +155,9 @@ impl CatalogSnapshot {
         &self.access
     }
 
-    /// The dataset named `name`, as pinned by this snapshot, if it is
-    /// served and granted.
-    pub fn dataset(&self, name: &str) -> Result<&Arc<Dataset>, SqlError> {
+    /// The dataset or collection named `name`, as pinned by this snapshot,
+    /// if it is served and granted.
+    pub fn dataset(&self, name: &str) -> Result<&Served, SqlError> {
         let dataset = self.datasets.get(name).ok_or_else(|| SqlError::NotFound {
             what: format!("unknown dataset {name:?}; served: {:?}", self.names()),
         })?;
@@ -106,8 +165,8 @@ impl CatalogSnapshot {
         Ok(dataset)
     }
 
-    /// Every dataset the caller may read, by name.
-    pub fn datasets(&self) -> impl Iterator<Item = &Arc<Dataset>> {
+    /// Every dataset and collection the caller may read, by name.
+    pub fn datasets(&self) -> impl Iterator<Item = &Served> {
         self.datasets
             .iter()
             .filter(|(name, _)| self.access.allows(name))
@@ -115,9 +174,7 @@ impl CatalogSnapshot {
     }
 
     fn names(&self) -> Vec<&str> {
-        self.datasets()
-            .map(|d| d.manifest().name.as_str())
-            .collect()
+        self.datasets().map(Served::name).collect()
     }
 
     pub fn default_dataset(&self) -> Option<&str> {
@@ -158,7 +215,7 @@ impl std::fmt::Debug for CatalogSnapshot {
         let versions: BTreeMap<_, _> = self
             .datasets
             .iter()
-            .map(|(name, d)| (name, &d.manifest().version))
+            .map(|(name, d)| (name, d.version()))
             .collect();
         f.debug_struct("CatalogSnapshot")
             .field("datasets", &versions)
@@ -167,31 +224,47 @@ impl std::fmt::Debug for CatalogSnapshot {
     }
 }
 
+fn register(
+    catalog: &MemoryCatalogProvider,
+    name: &str,
+    schema: Arc<dyn SchemaProvider>,
+) -> Result<(), SqlError> {
+    catalog
+        .register_schema(name, schema)
+        .map_err(|e| SqlError::Internal(e.to_string()))?;
+    Ok(())
+}
+
 /// An object store and the URL it is registered under.
 type RegisteredStore = (ObjectStoreUrl, Arc<dyn ObjectStore>);
 
-/// The schema provider of one dataset, and the store its tables read through.
+/// The schema provider of one dataset, the store its tables read through,
+/// and its `cells` table (for the collections it is a member of).
 fn dataset_schema(
     dataset: &Arc<Dataset>,
-) -> Result<(Arc<dyn SchemaProvider>, RegisteredStore), SqlError> {
+) -> Result<
+    (
+        Arc<dyn SchemaProvider>,
+        RegisteredStore,
+        Arc<dyn TableProvider>,
+    ),
+    SqlError,
+> {
     let m = dataset.manifest();
     // The version in the URL keeps DataFusion's metadata caches from ever
     // mixing two versions of one dataset.
     let base = format!("{SCHEME}://{}-{}/", m.name, m.version);
     let schema = MemorySchemaProvider::new();
-    let cells_schema = dataset.cells_table().schema().clone();
-    let genes_schema = dataset.genes_table().schema().clone();
-    for (table, file, file_schema) in [
-        ("cells", CELLS, cells_schema),
-        ("genes", GENES, genes_schema),
-    ] {
+    let cells = listing_table(&base, CELLS, dataset.cells_table().schema().clone())?;
+    let genes = listing_table(&base, GENES, dataset.genes_table().schema().clone())?;
+    for (table, provider) in [("cells", cells.clone()), ("genes", genes)] {
         schema
-            .register_table(table.to_string(), listing_table(&base, file, file_schema)?)
+            .register_table(table.to_string(), provider)
             .map_err(|e| SqlError::Internal(e.to_string()))?;
     }
     let url = ObjectStoreUrl::parse(&base).map_err(|e| SqlError::Internal(e.to_string()))?;
     let store: Arc<dyn ObjectStore> = Arc::new(PinnedStore::new(dataset.clone()));
-    Ok((Arc::new(schema), (url, store)))
+    Ok((Arc::new(schema), (url, store), cells))
 }
 
 /// A Parquet table over one file, with the file's own schema (so `Utf8` and

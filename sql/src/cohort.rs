@@ -70,7 +70,7 @@ pub async fn cohort(
     let sql = normalise(dataset, query)?;
     let key = CohortKey {
         dataset: dataset.to_string(),
-        version: pinned.manifest().version.clone(),
+        version: pinned.version().to_string(),
         query: sql,
         access: snapshot.access().clone(),
     };

@@ -1,11 +1,12 @@
 //! SQL over cellflight datasets' cell and gene metadata: a catalog of pinned
-//! dataset versions, read-only bounded queries, and cohorts (SQL → sorted
+//! dataset versions (and collections of them), read-only bounded queries, and cohorts (SQL → sorted
 //! cell ids).
 
 mod access;
 mod cache;
 mod catalog;
 mod cohort;
+mod collection_tables;
 mod error;
 mod genes;
 mod memory;

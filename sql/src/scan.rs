@@ -69,10 +69,10 @@ pub(crate) async fn scan(
     let limits = engine.limits();
     let memory = limits.memory_bytes;
     let df_error = move |e| SqlError::from_datafusion(e, memory);
-    let manifest = snapshot.dataset(dataset)?.manifest();
+    let served = snapshot.dataset(dataset)?;
     let (most_rows, table) = match query.rows_of {
-        Table::Cells => (manifest.n_cells, "cells"),
-        Table::Genes => (manifest.n_genes, "genes"),
+        Table::Cells => (served.n_cells(), "cells"),
+        Table::Genes => (served.n_genes(), "genes"),
     };
     let what = query.what;
     let deadline = Instant::now() + limits.timeout;

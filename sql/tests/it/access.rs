@@ -33,10 +33,7 @@ fn assert_denied(result: Result<impl std::fmt::Debug, SqlError>, dataset: &str, 
 async fn only_granted_datasets_are_listed_and_read() {
     let f = fixture();
     let snapshot = f.snapshot.restricted(&only(&["other"]));
-    let names: Vec<_> = snapshot
-        .datasets()
-        .map(|d| d.manifest().name.to_string())
-        .collect();
+    let names: Vec<_> = snapshot.datasets().map(|d| d.name().to_string()).collect();
     assert_eq!(names, ["other"]);
     assert!(snapshot.dataset("other").is_ok());
     assert_denied(

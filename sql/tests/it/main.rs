@@ -11,6 +11,7 @@
 
 mod access;
 mod cohort;
+mod collection;
 mod common;
 mod refusals;
 mod sql;
