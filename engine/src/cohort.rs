@@ -9,7 +9,7 @@ use cellflight_sql::{
     cohort, cohort_weights, weights_sql, Access, ByteLru, CacheCost, CatalogSnapshot, Cohort,
     CohortQuery, Weighting,
 };
-use cellflight_store::Dataset;
+use cellflight_store::Served;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -49,15 +49,18 @@ impl StreamCohort {
     pub(crate) async fn resolve(
         engine: &Engine,
         snapshot: &CatalogSnapshot,
-        dataset: &Dataset,
+        dataset: &Served,
         request: &StreamRequest,
     ) -> Result<Self, EngineError> {
-        let manifest = dataset.manifest();
-        let name = manifest.name.as_str();
+        let name = dataset.name();
         if let Some(weighting) = weighting(request) {
             let query = cohort_query(request.query.as_deref().unwrap_or("TRUE"));
             let sql = weights_sql(name, &query, &weighting)?;
-            let key = (manifest.version.clone(), sql, snapshot.access().clone());
+            let key = (
+                dataset.version().to_string(),
+                sql,
+                snapshot.access().clone(),
+            );
             let weighted = engine.weighted.get_or_try_insert(&key, || async {
                 let cells = cohort_weights(&engine.sql, snapshot, name, &key.1).await?;
                 Ok::<_, EngineError>(WeightedCohort {
@@ -69,7 +72,7 @@ impl StreamCohort {
         }
         match &request.query {
             None => Ok(Self::All {
-                n_cells: manifest.n_cells,
+                n_cells: dataset.n_cells(),
             }),
             Some(text) => {
                 let query = cohort_query(text);

@@ -1,4 +1,5 @@
-//! Whole metadata columns held in memory, read once per dataset version:
+//! Whole metadata columns held in memory, read once per dataset (or
+//! collection) version:
 //! obs columns attached to minibatches, gene names resolved for requests.
 
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::FieldRef;
 use cellflight_sql::{ByteLru, CacheCost};
-use cellflight_store::{Dataset, Table};
+use cellflight_store::{Served, Table};
 
 use crate::error::EngineError;
 
@@ -57,18 +58,18 @@ impl ColumnCache {
     /// blocking thread: a column of 10^8 cells takes a while).
     pub(crate) async fn get_or_read(
         &self,
-        dataset: &Arc<Dataset>,
+        dataset: &Served,
         table: Table,
         column: &str,
     ) -> Result<Arc<CachedColumn>, EngineError> {
         let key = ColumnKey {
-            version: dataset.manifest().version.clone(),
+            version: dataset.version().to_string(),
             table,
             column: column.to_string(),
         };
         self.columns
             .get_or_try_insert(&key, || async {
-                let reading = Arc::clone(dataset);
+                let reading = dataset.clone();
                 let name = column.to_string();
                 let (field, array) =
                     tokio::task::spawn_blocking(move || reading.column(table, &name))

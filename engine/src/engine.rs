@@ -85,12 +85,12 @@ impl Engine {
     ) -> Result<Plan, EngineError> {
         let snapshot = self.snapshot(caller);
         let dataset = resolve(&snapshot, ticket.request.dataset.as_deref())?;
-        let current = &dataset.manifest().version;
-        if *current != ticket.dataset_version {
+        let current = dataset.version();
+        if current != ticket.dataset_version {
             return Err(EngineError::StaleTicket {
-                dataset: dataset.manifest().name.to_string(),
+                dataset: dataset.name().to_string(),
                 ticket_version: ticket.dataset_version.clone(),
-                current_version: current.clone(),
+                current_version: current.to_string(),
             });
         }
         Plan::build(self, &snapshot, dataset, ticket.request.clone()).await
@@ -107,8 +107,8 @@ impl Engine {
         serve_partition(plan, partition, start_batch)
     }
 
-    /// Reopens the data directory: new and replaced datasets appear,
-    /// removed ones go. It changes what everyone sees, so only a caller
+    /// Reopens the data directory: new and replaced datasets (and
+    /// collections) appear, removed ones go. It changes what everyone sees, so only a caller
     /// granted every dataset may. Answers the catalog now served.
     pub async fn refresh(
         self: &Arc<Self>,

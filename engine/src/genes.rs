@@ -1,6 +1,8 @@
-//! The output gene space of a stream: all stored genes, the genes a list of
+//! The output gene space of a stream: all genes, the genes a list of
 //! names picks (in the list's order), or those a SQL predicate over
-//! `genes` picks (in `gene_idx` order).
+//! `genes` picks (in `gene_idx` order). Each is a map from the stored
+//! gene space rows are read in; a collection's `gene_idx` are positions
+//! of its own gene space, each mapped to a stored position first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use arrow_buffer::ArrowNativeType;
 use arrow_schema::DataType;
 use cellflight_schemas::StreamRequest;
 use cellflight_sql::{select_genes, Access, ByteLru, CacheCost, CatalogSnapshot};
-use cellflight_store::{Dataset, Table, GENE_ID};
+use cellflight_store::{Served, Table};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -101,25 +103,33 @@ impl GeneSpace {
     pub(crate) async fn resolve(
         engine: &Engine,
         snapshot: &CatalogSnapshot,
-        dataset: &Arc<Dataset>,
+        dataset: &Served,
         request: &StreamRequest,
     ) -> Result<Arc<Self>, EngineError> {
-        let n_stored = dataset.manifest().n_genes;
+        let n_stored = dataset.n_stored_genes();
         let selection = match (&request.genes, &request.genes_query) {
             (Some(names), _) => GeneSelection::Named {
-                column: request.gene_column.clone().unwrap_or(GENE_ID.into()),
+                column: (request.gene_column.as_deref())
+                    .unwrap_or(dataset.gene_key())
+                    .to_string(),
                 names: names.clone(),
             },
             (None, Some(predicate)) => GeneSelection::Query(predicate.clone()),
-            (None, None) => return Ok(Arc::new(Self::all(n_stored))),
+            // An inner collection's gene space is part of its stored one.
+            (None, None) => {
+                return Ok(Arc::new(match dataset.gene_space() {
+                    None => Self::all(n_stored),
+                    Some(space) => Self::from_stored(space, n_stored),
+                }))
+            }
         };
         let key = GeneSpaceKey {
-            version: dataset.manifest().version.clone(),
+            version: dataset.version().to_string(),
             selection,
             access: snapshot.access().clone(),
         };
         let compute = || async {
-            let stored = match &key.selection {
+            let selected = match &key.selection {
                 GeneSelection::Named { column, names } => {
                     let values = engine
                         .columns
@@ -128,9 +138,12 @@ impl GeneSpace {
                     named_genes(names, column, values.array())?
                 }
                 GeneSelection::Query(predicate) => {
-                    let name = dataset.manifest().name.as_str();
-                    select_genes(&engine.sql, snapshot, name, predicate).await?
+                    select_genes(&engine.sql, snapshot, dataset.name(), predicate).await?
                 }
+            };
+            let stored: Vec<u32> = match dataset.gene_space() {
+                None => selected,
+                Some(space) => selected.iter().map(|&gene| space[gene as usize]).collect(),
             };
             if stored.is_empty() {
                 return Err(EngineError::Unservable(

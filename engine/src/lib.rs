@@ -1,5 +1,5 @@
 //! The cellflight engine, in plain Rust with no transport: the catalog of
-//! datasets, cohorts and gene spaces resolved with SQL, stream plans, and
+//! datasets and collections, cohorts and gene spaces resolved with SQL, stream plans, and
 //! each partition's minibatches assembled and encoded as Arrow IPC
 //! messages on blocking threads. A front door (the Flight service, a
 //! test, an embedding program) calls [`Engine::plan`] then
@@ -7,6 +7,7 @@
 
 mod caller;
 mod cohort;
+mod collection_rows;
 mod columns;
 mod config;
 mod datasets;

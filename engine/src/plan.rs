@@ -1,4 +1,4 @@
-//! A request made concrete against one dataset version: its cohort, the
+//! A request made concrete against one dataset (or collection) version: its cohort, the
 //! sampler's plan, and what each minibatch holds. Built when a stream is
 //! planned and again, from the ticket, for each partition served (the
 //! caches make that cheap), so the server keeps nothing per request
@@ -12,9 +12,10 @@ use cellflight_schemas::{
     minibatch_schema, Format, MinibatchLayout, PlanMetadata, StreamRequest, StreamTicket, ValueType,
 };
 use cellflight_sql::CatalogSnapshot;
-use cellflight_store::{Dataset, Table};
+use cellflight_store::{Served, Table};
 
 use crate::cohort::{sampler_config, StreamCohort};
+use crate::collection_rows::CollectionRows;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::genes::GeneSpace;
@@ -42,7 +43,7 @@ const STREAM_OVERHEAD_BYTES: u64 = 4 << 20;
 #[derive(Debug)]
 pub struct Plan {
     request: StreamRequest,
-    dataset: Arc<Dataset>,
+    dataset: Served,
     cohort: StreamCohort,
     sampler: SamplerPlan,
     /// The largest minibatch this plan can make, in bytes.
@@ -55,18 +56,16 @@ impl Plan {
     pub(crate) async fn build(
         engine: &Engine,
         snapshot: &CatalogSnapshot,
-        dataset: Arc<Dataset>,
+        dataset: Served,
         mut request: StreamRequest,
     ) -> Result<Self, EngineError> {
-        let manifest = dataset.manifest();
         // Tickets name the dataset: on a server with another default
         // dataset they still mean the same stream.
-        request.dataset = Some(manifest.name.to_string());
-        check_ticket_bytes(&request, &manifest.version)?;
-        let (Some(matrix), Some(rows)) = (&manifest.matrix, MappedMatrix::of(dataset.clone()))
-        else {
+        request.dataset = Some(dataset.name().to_string());
+        check_ticket_bytes(&request, dataset.version())?;
+        let (Some(stored), Some(rows)) = (dataset.matrix_types(), row_source(&dataset)) else {
             return Err(EngineError::NoMatrix {
-                dataset: manifest.name.to_string(),
+                dataset: dataset.name().to_string(),
             });
         };
         let genes = GeneSpace::resolve(engine, snapshot, &dataset, &request).await?;
@@ -74,13 +73,16 @@ impl Plan {
             format: request.format,
             n_genes: genes.n_genes(),
             value_type: match (request.format, request.transform) {
-                (Format::Csr, None) => matrix.value_type,
+                (Format::Csr, None) => stored.1,
                 _ => ValueType::Float32,
             },
         };
         // A csr cell brings no more entries than the most any cell of the
-        // dataset stores, which the footer of its cells table says for free.
-        let max_cell_genes = dataset.largest_cell_genes().unwrap_or(manifest.n_genes);
+        // dataset (or any member) stores, which the footer of its cells
+        // table says for free.
+        let max_cell_genes = dataset
+            .largest_cell_genes()
+            .unwrap_or(dataset.n_stored_genes());
         let max_minibatch_bytes = layout.max_batch_bytes(request.batch_size, max_cell_genes);
         check_minibatch_bytes(max_minibatch_bytes, &layout, request.batch_size)?;
         let obs = obs_columns(engine, &dataset, &request.obs_columns).await?;
@@ -91,7 +93,7 @@ impl Plan {
             genes,
             transform: request.transform,
             obs,
-            stored: (matrix.index_type, matrix.value_type),
+            stored,
         };
         let cohort = StreamCohort::resolve(engine, snapshot, &dataset, &request).await?;
         let sampler = cohort.plan(&sampler_config(&request, cohort.len()))?;
@@ -102,7 +104,7 @@ impl Plan {
             sampler,
             max_minibatch_bytes,
             output,
-            rows: Arc::new(rows),
+            rows,
         })
     }
 
@@ -134,7 +136,8 @@ impl Plan {
         &self.request
     }
 
-    pub fn dataset(&self) -> &Arc<Dataset> {
+    /// The dataset or collection streamed.
+    pub fn dataset(&self) -> &Served {
         &self.dataset
     }
 
@@ -163,7 +166,7 @@ impl Plan {
             cohort_size: self.cohort_size(),
             batches_per_partition: self.batches_per_partition(),
             seed: self.request.seed,
-            dataset_version: self.dataset.manifest().version.clone(),
+            dataset_version: self.dataset.version().to_string(),
         }
     }
 
@@ -172,7 +175,7 @@ impl Plan {
         (0..self.request.partitions).map(|partition| StreamTicket {
             request: self.request.clone(),
             partition,
-            dataset_version: self.dataset.manifest().version.clone(),
+            dataset_version: self.dataset.version().to_string(),
             start_batch: 0,
         })
     }
@@ -189,10 +192,22 @@ impl Plan {
     }
 }
 
+/// Where the rows of `dataset` are read from, if it has a matrix.
+fn row_source(dataset: &Served) -> Option<Arc<dyn RowSource>> {
+    match dataset {
+        Served::Dataset(dataset) => {
+            MappedMatrix::of(dataset.clone()).map(|rows| Arc::new(rows) as Arc<dyn RowSource>)
+        }
+        Served::Collection(collection) => {
+            CollectionRows::of(collection.clone()).map(|rows| Arc::new(rows) as Arc<dyn RowSource>)
+        }
+    }
+}
+
 /// The `obs_columns` of `dataset`, each whole, from the column cache.
 async fn obs_columns(
     engine: &Engine,
-    dataset: &Arc<Dataset>,
+    dataset: &Served,
     names: &[String],
 ) -> Result<Vec<Arc<crate::columns::CachedColumn>>, EngineError> {
     let mut obs = Vec::with_capacity(names.len());

@@ -11,7 +11,7 @@ use arrow_flight::{
 };
 use cellflight_engine::{Caller, Plan};
 use cellflight_schemas::{DatasetMetadata, StreamTicket};
-use cellflight_store::Dataset;
+use cellflight_store::Served;
 use futures::stream::{self, BoxStream};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -77,7 +77,7 @@ impl CellflightService {
         let engine = &self.shared.engine;
         let plan = engine.plan_ticket(caller, &ticket).await?;
         let span = tracing::Span::current();
-        span.record("dataset", plan.dataset().manifest().name.as_str());
+        span.record("dataset", plan.dataset().name());
         span.record("partition", ticket.partition);
         tracing::info!(
             cohort = plan.cohort_size(),
@@ -96,12 +96,7 @@ impl CellflightService {
         let snapshot = self.shared.engine.refresh(caller).await?;
         let versions: serde_json::Map<String, serde_json::Value> = snapshot
             .datasets()
-            .map(|d| {
-                (
-                    d.manifest().name.to_string(),
-                    d.manifest().version.clone().into(),
-                )
-            })
+            .map(|d| (d.name().to_string(), d.version().into()))
             .collect();
         let body = serde_json::json!({ "datasets": versions }).to_string();
         Ok(arrow_flight::Result::new(body))
@@ -125,20 +120,20 @@ fn plan_info(plan: &Plan, descriptor: FlightDescriptor) -> Result<FlightInfo, Se
 /// The action that reloads the catalog (also done on SIGHUP).
 const REFRESH: &str = "refresh";
 
-/// One entry of `ListFlights`: the dataset, its size, and its cells schema.
-fn dataset_info(dataset: &Dataset) -> Result<FlightInfo, ServiceError> {
-    let m = dataset.manifest();
-    let command = serde_json::json!({ "dataset": m.name.as_str() }).to_string();
+/// One entry of `ListFlights`: the dataset (or collection), its size, and
+/// its cells schema.
+fn dataset_info(dataset: &Served) -> Result<FlightInfo, ServiceError> {
+    let command = serde_json::json!({ "dataset": dataset.name() }).to_string();
     let metadata = DatasetMetadata {
-        version: m.version.clone(),
-        n_cells: m.n_cells,
-        n_genes: m.n_genes,
-        nnz: m.nnz,
+        version: dataset.version().to_string(),
+        n_cells: dataset.n_cells(),
+        n_genes: dataset.n_genes(),
+        nnz: dataset.nnz(),
     };
     Ok(FlightInfo::new()
-        .try_with_schema(dataset.cells_table().schema())?
+        .try_with_schema(&dataset.cells_schema())?
         .with_descriptor(FlightDescriptor::new_cmd(command))
-        .with_total_records(m.n_cells as i64)
+        .with_total_records(dataset.n_cells() as i64)
         .with_app_metadata(metadata.to_json()))
 }
 

@@ -104,13 +104,9 @@ impl FlightSqlFrontEnd {
         let snapshot = self.shared.engine.snapshot(caller);
         let mut tables = Vec::new();
         for dataset in snapshot.datasets() {
-            let name = dataset.manifest().name.to_string();
-            tables.push((
-                name.clone(),
-                "cells",
-                dataset.cells_table().schema().clone(),
-            ));
-            tables.push((name, "genes", dataset.genes_table().schema().clone()));
+            let name = dataset.name().to_string();
+            tables.push((name.clone(), "cells", dataset.cells_schema()));
+            tables.push((name, "genes", dataset.genes_schema()));
         }
         tables
     }
@@ -308,7 +304,7 @@ impl FlightSqlService for FlightSqlFrontEnd {
         let mut builder = query.into_builder();
         let caller = self.shared.auth.caller_of(&request)?;
         for dataset in self.shared.engine.snapshot(&caller).datasets() {
-            builder.append(CATALOG, dataset.manifest().name.as_str());
+            builder.append(CATALOG, dataset.name());
         }
         batch_stream(builder.schema(), builder.build())
     }

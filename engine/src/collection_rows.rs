@@ -1,0 +1,169 @@
+//! A collection's rows, read through each member's own [`RowSource`]: a
+//! fetch's cell ids split by member, each member's rows read, their genes
+//! moved to the collection's stored positions (re-sorted in a row when a
+//! member's gene order differs from the collection's) and their values
+//! cast to the collection's value type, the widest of its members'.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt16Type, UInt32Type};
+use arrow_array::{Array, ArrayRef, PrimitiveArray};
+use arrow_schema::DataType;
+use cellflight_schemas::IndexType;
+use cellflight_store::Collection;
+
+use crate::error::EngineError;
+use crate::rows::{FetchRows, MappedMatrix, RowSource};
+
+#[derive(Debug)]
+pub(crate) struct CollectionRows {
+    collection: Arc<Collection>,
+    members: Vec<MappedMatrix>,
+    index_type: IndexType,
+    value_type: DataType,
+}
+
+/// One member's rows of a fetch, remapped: its item arrays and the
+/// entries of each row.
+struct MemberRows {
+    indices: ArrayRef,
+    values: ArrayRef,
+    lengths: Vec<u32>,
+}
+
+impl CollectionRows {
+    /// The rows of `collection`, if every member has a matrix.
+    pub(crate) fn of(collection: Arc<Collection>) -> Option<Self> {
+        let (index_type, value_type) = collection.matrix_types()?;
+        let members = collection
+            .members()
+            .iter()
+            .map(|m| MappedMatrix::of(m.clone()));
+        Some(Self {
+            members: members.collect::<Option<_>>()?,
+            collection,
+            index_type,
+            value_type: value_type.arrow(),
+        })
+    }
+
+    /// Member `member`'s rows of `rows` (read from it) in the stored space.
+    fn remap(&self, member: usize, rows: &FetchRows) -> Result<MemberRows, EngineError> {
+        let positions = self.collection.member_gene_positions(member);
+        let keeps_order = self.collection.member_keeps_gene_order(member);
+        let wide: Vec<ArrayRef> = (rows.items.iter())
+            .map(|(indices, _)| arrow_cast::cast(indices, &DataType::UInt32))
+            .collect::<Result<_, _>>()?;
+        let genes: Vec<&[u32]> = wide
+            .iter()
+            .map(|a| a.as_primitive::<UInt32Type>().values().as_ref())
+            .collect();
+        let nnz: usize = rows.entries.iter().map(|&(_, _, len)| len as usize).sum();
+        let mut indices: Vec<u32> = Vec::with_capacity(nnz);
+        // (slice, entry) of each value, in the collection's order.
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(nnz);
+        let mut row: Vec<(u32, usize)> = Vec::new();
+        for &(slice, start, len) in &rows.entries {
+            let (start, end) = (start as usize, (start + len) as usize);
+            row.clear();
+            row.extend(
+                (start..end).map(|entry| (positions[genes[slice as usize][entry] as usize], entry)),
+            );
+            if !keeps_order {
+                row.sort_unstable_by_key(|&(position, _)| position);
+            }
+            for &(position, entry) in &row {
+                indices.push(position);
+                picks.push((slice as usize, entry));
+            }
+        }
+        let values: Vec<&dyn Array> = rows.items.iter().map(|(_, v)| v.as_ref()).collect();
+        let values = arrow_select::interleave::interleave(&values, &picks)?;
+        Ok(MemberRows {
+            indices: self.index_array(indices),
+            values: arrow_cast::cast(&values, &self.value_type)?,
+            lengths: rows.entries.iter().map(|&(_, _, len)| len).collect(),
+        })
+    }
+
+    fn index_array(&self, indices: Vec<u32>) -> ArrayRef {
+        match self.index_type {
+            IndexType::UInt32 => Arc::new(PrimitiveArray::<UInt32Type>::from(indices)),
+            // Exact: stored positions are below the stored width, at most
+            // 65,536 for UInt16.
+            IndexType::UInt16 => Arc::new(PrimitiveArray::<UInt16Type>::from_iter_values(
+                indices.into_iter().map(|i| i as u16),
+            )),
+        }
+    }
+}
+
+/// `cell_ids` (ascending) split by member: each member holding some, with
+/// their ids in it.
+fn by_member(offsets: &[u64], cell_ids: &[u64]) -> Vec<(usize, Vec<u64>)> {
+    let mut parts = Vec::new();
+    let mut rest = cell_ids;
+    for (member, bounds) in offsets.windows(2).enumerate() {
+        let end = rest.partition_point(|&id| id < bounds[1]);
+        if end > 0 {
+            parts.push((
+                member,
+                rest[..end].iter().map(|id| id - bounds[0]).collect(),
+            ));
+        }
+        rest = &rest[end..];
+    }
+    parts
+}
+
+impl RowSource for CollectionRows {
+    fn read(&self, cell_ids: Vec<u64>) -> Result<FetchRows, EngineError> {
+        let mut items = Vec::new();
+        let mut entries = Vec::with_capacity(cell_ids.len());
+        for (member, ids) in by_member(self.collection.offsets(), &cell_ids) {
+            let rows = self.remap(member, &self.members[member].read(ids)?)?;
+            let slice = items.len() as u32;
+            let mut start = 0;
+            for len in rows.lengths {
+                entries.push((slice, start, len));
+                start += len;
+            }
+            items.push((rows.indices, rows.values));
+        }
+        Ok(FetchRows {
+            cell_ids,
+            items,
+            entries,
+        })
+    }
+
+    fn prefetch(&self, cell_ids: &[u64]) -> Result<(), EngineError> {
+        for (member, ids) in by_member(self.collection.offsets(), cell_ids) {
+            self.members[member].prefetch(&ids)?;
+        }
+        Ok(())
+    }
+
+    fn check_intact(&self) -> Result<(), EngineError> {
+        self.members
+            .iter()
+            .try_for_each(|member| member.check_intact())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_ids_split_by_member_offsets_into_local_ids() {
+        let offsets = [0, 3, 3, 8];
+        assert_eq!(
+            by_member(&offsets, &[0, 2, 3, 7]),
+            [(0, vec![0, 2]), (2, vec![0, 4])],
+            "the empty member is skipped, the last one's ids start at 0"
+        );
+        assert_eq!(by_member(&offsets, &[]), []);
+    }
+}
