@@ -35,6 +35,36 @@ pub enum Subcommand {
     Inspect(InspectArgs),
     /// Read a password from stdin (one line) and print its argon2id hash, the `password_hash` of a users file.
     HashPassword,
+    /// Define collections: several datasets of a data directory served as one.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CollectionCommand {
+    /// Write DATA/NAME.collection.json, once its members are checked as a server would (docs/format.md).
+    Create(CollectionCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CollectionCreateArgs {
+    /// The data directory holding the members (a server's --data).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The collection's name ([a-z][a-z0-9_]*), unused by any dataset.
+    pub name: String,
+    /// A member dataset; repeat in the order the collection's cells take (at most 64).
+    #[arg(long = "member", value_name = "DATASET", required = true)]
+    pub members: Vec<String>,
+    /// The genes column whose values say which genes of two members are the same.
+    #[arg(long, default_value = "gene_id")]
+    pub gene_key: String,
+    /// outer: every gene of any member; inner: the genes all members have.
+    #[arg(long, default_value = "outer", value_parser = ["outer", "inner"])]
+    pub join: String,
+    /// Replace an existing definition, atomically.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! One module per subcommand; all errors meet in [`CommandError`].
 
+mod collection;
 mod generate;
 mod hash_password;
 mod ingest;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use cellflight_flight::PasswordError;
 use cellflight_generate::GenerateError;
 use cellflight_ingest::IngestError;
-use cellflight_store::StoreError;
+use cellflight_store::{CollectionError, StoreError};
 
 use crate::cli::Subcommand;
 
@@ -23,10 +24,15 @@ pub enum CommandError {
     Generate(#[from] GenerateError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Collection(#[from] CollectionError),
     #[error("{}: {count} fault(s) found", .dir.display())]
     Faulty { dir: PathBuf, count: usize },
     #[error("{0}")]
     Serve(String),
+    /// Arguments that break a rule the command checks itself.
+    #[error("{0}")]
+    Usage(String),
     #[error("hash-password: {0}")]
     Password(#[from] PasswordError),
     #[error("hash-password: cannot read the password from stdin: {0}")]
@@ -40,6 +46,7 @@ pub fn run(subcommand: Subcommand) -> Result<(), CommandError> {
         Subcommand::Generate(args) => generate::run(args),
         Subcommand::Inspect(args) => inspect::run(args),
         Subcommand::HashPassword => hash_password::run(),
+        Subcommand::Collection(command) => collection::run(command),
     }
 }
 
