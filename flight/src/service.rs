@@ -11,7 +11,6 @@ use arrow_flight::{
 };
 use cellflight_engine::{Caller, Plan};
 use cellflight_schemas::{DatasetMetadata, StreamTicket};
-use cellflight_store::Served;
 use futures::stream::{self, BoxStream};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -122,7 +121,7 @@ const REFRESH: &str = "refresh";
 
 /// One entry of `ListFlights`: the dataset (or collection), its size, and
 /// its cells schema.
-fn dataset_info(dataset: &Served) -> Result<FlightInfo, ServiceError> {
+fn dataset_info(dataset: &cellflight_store::Served) -> Result<FlightInfo, ServiceError> {
     let command = serde_json::json!({ "dataset": dataset.name() }).to_string();
     let metadata = DatasetMetadata {
         version: dataset.version().to_string(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cellflight_store::{Collection, Dataset, Served};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
 };
@@ -239,7 +239,10 @@ fn register(
 type RegisteredStore = (ObjectStoreUrl, Arc<dyn ObjectStore>);
 
 /// The schema provider of one dataset, the store its tables read through,
-/// and its `cells` table (for the collections it is a member of).
+/// and its `cells` table as collections read it (without the file's
+/// schema metadata: members' metadata differ, by their versions, and a
+/// union of inputs whose metadata differ has a logical schema its physical
+/// plan does not match).
 fn dataset_schema(
     dataset: &Arc<Dataset>,
 ) -> Result<
@@ -255,16 +258,19 @@ fn dataset_schema(
     // mixing two versions of one dataset.
     let base = format!("{SCHEME}://{}-{}/", m.name, m.version);
     let schema = MemorySchemaProvider::new();
-    let cells = listing_table(&base, CELLS, dataset.cells_table().schema().clone())?;
+    let cells_schema = dataset.cells_table().schema();
+    let cells = listing_table(&base, CELLS, cells_schema.clone())?;
+    let plain = Arc::new(Schema::new(cells_schema.fields().clone()));
+    let member_cells = listing_table(&base, CELLS, plain)?;
     let genes = listing_table(&base, GENES, dataset.genes_table().schema().clone())?;
-    for (table, provider) in [("cells", cells.clone()), ("genes", genes)] {
+    for (table, provider) in [("cells", cells), ("genes", genes)] {
         schema
             .register_table(table.to_string(), provider)
             .map_err(|e| SqlError::Internal(e.to_string()))?;
     }
     let url = ObjectStoreUrl::parse(&base).map_err(|e| SqlError::Internal(e.to_string()))?;
     let store: Arc<dyn ObjectStore> = Arc::new(PinnedStore::new(dataset.clone()));
-    Ok((Arc::new(schema), (url, store), cells))
+    Ok((Arc::new(schema), (url, store), member_cells))
 }
 
 /// A Parquet table over one file, with the file's own schema (so `Utf8` and

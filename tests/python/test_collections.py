@@ -13,6 +13,7 @@ import anndata
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 import scipy.sparse
@@ -295,9 +296,22 @@ def duckdb_union(data) -> duckdb.DuckDBPyConnection:
 )
 def test_sql_over_cells_equals_duckdb_over_the_members_unioned(served, data, sql):
     ours = flight_query(served, sql.format(cells="pooled.cells"))
-    theirs = duckdb_union(data).execute(sql.format(cells="pooled_cells")).to_arrow_table()
+    theirs = duckdb_union(data).sql(sql.format(cells="pooled_cells")).to_arrow_table()
     assert ours.column_names == theirs.column_names
-    assert rows(ours) == rows(theirs)
+    assert rows(decoded(ours)) == rows(decoded(theirs))
+
+
+def decoded(table: pa.Table) -> pa.Table:
+    """Categoricals as their values, chunk by chunk: a chunk of a member
+    without the column holds only nulls, which pyarrow cannot unify with
+    another chunk's dictionary."""
+    columns = [
+        pa.chunked_array([c.cast(column.type.value_type) for c in column.chunks], column.type.value_type)
+        if pa.types.is_dictionary(column.type)
+        else column
+        for column in table.columns
+    ]
+    return pa.table(columns, names=table.column_names)
 
 
 def test_genes_sums_the_members_statistics(client):
@@ -335,7 +349,7 @@ def test_a_member_replaced_changes_the_version_and_old_tickets_are_refused(cellf
         cellflight.ok("ingest", members["dir"] / "part_b.h5ad", data / "part_b", "--force")
         list(client.do_action(flight.Action("refresh", b"")))
         assert versions(client)["pooled"] != before
-        with pytest.raises(flight.FlightError, match="plan again"):
+        with pytest.raises(pa.ArrowException, match="plan again"):
             client.do_get(info.endpoints[0].ticket).read_all()
     finally:
         assert stop(server) == 0
