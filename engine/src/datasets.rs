@@ -24,7 +24,10 @@ impl ServedDatasets {
     /// name, and unqualified in SQL) is `default_dataset`, or else the only
     /// dataset found now, if there is exactly one.
     pub(crate) fn load(data: &Path, default_dataset: Option<&str>) -> Result<Self, EngineError> {
-        let (datasets, collections) = open_catalog(data)?;
+        let Opened {
+            datasets,
+            collections,
+        } = open_catalog(data)?;
         let default_dataset = match default_dataset {
             Some(name) => Some(name.to_string()),
             None if datasets.len() == 1 && collections.is_empty() => {
@@ -50,7 +53,10 @@ impl ServedDatasets {
     /// never seen (they are published by an atomic rename, and hidden
     /// until then), nor are collection files being written.
     pub(crate) fn refresh(&self) -> Result<Arc<CatalogSnapshot>, EngineError> {
-        let (datasets, collections) = open_catalog(&self.data)?;
+        let Opened {
+            datasets,
+            collections,
+        } = open_catalog(&self.data)?;
         let default = self.default_dataset.as_deref().filter(|name| {
             datasets.iter().any(|d| d.manifest().name.as_str() == *name)
                 || collections.iter().any(|c| c.name().as_str() == *name)
@@ -81,18 +87,30 @@ pub(crate) fn resolve(
     Ok(snapshot.dataset(name)?.clone())
 }
 
+/// What a data directory serves.
+struct Opened {
+    datasets: Vec<Arc<Dataset>>,
+    collections: Vec<Arc<Collection>>,
+}
+
 /// The datasets of `data`, and the collections of them it defines (each
 /// one that cannot be served is skipped, saying why).
-fn open_catalog(data: &Path) -> Result<(Vec<Arc<Dataset>>, Vec<Arc<Collection>>), StoreError> {
+fn open_catalog(data: &Path) -> Result<Opened, StoreError> {
     let datasets = open_datasets(data)?;
     if data.join(MANIFEST_FILE).exists() {
-        return Ok((datasets, Vec::new()));
+        return Ok(Opened {
+            datasets,
+            collections: Vec::new(),
+        });
     }
     let (collections, refused) = open_collections(data, &datasets);
     for error in refused {
         tracing::warn!("skipping a collection: {error}");
     }
-    Ok((datasets, collections))
+    Ok(Opened {
+        datasets,
+        collections,
+    })
 }
 
 fn open_datasets(data: &Path) -> Result<Vec<Arc<Dataset>>, StoreError> {

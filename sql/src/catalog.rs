@@ -71,10 +71,10 @@ impl CatalogSnapshot {
         let mut cells_tables = BTreeMap::new();
         for dataset in datasets {
             let name = dataset.manifest().name.to_string();
-            let (schema, store, cells) = dataset_schema(&dataset)?;
-            stores.insert(name.clone(), store);
-            cells_tables.insert(name.clone(), cells);
-            register(&catalog, &name, schema)?;
+            let tables = dataset_schema(&dataset)?;
+            stores.insert(name.clone(), tables.store);
+            cells_tables.insert(name.clone(), tables.member_cells);
+            register(&catalog, &name, tables.schema)?;
             if by_name
                 .insert(name.clone(), Served::Dataset(dataset))
                 .is_some()
@@ -238,21 +238,19 @@ fn register(
 /// An object store and the URL it is registered under.
 type RegisteredStore = (ObjectStoreUrl, Arc<dyn ObjectStore>);
 
-/// The schema provider of one dataset, the store its tables read through,
-/// and its `cells` table as collections read it (without the file's
-/// schema metadata: members' metadata differ, by their versions, and a
-/// union of inputs whose metadata differ has a logical schema its physical
-/// plan does not match).
-fn dataset_schema(
-    dataset: &Arc<Dataset>,
-) -> Result<
-    (
-        Arc<dyn SchemaProvider>,
-        RegisteredStore,
-        Arc<dyn TableProvider>,
-    ),
-    SqlError,
-> {
+/// One dataset's part of the catalog.
+struct DatasetTables {
+    schema: Arc<dyn SchemaProvider>,
+    /// The store its tables read through.
+    store: RegisteredStore,
+    /// Its `cells` as collections read it: without the file's schema
+    /// metadata, for members' metadata differ (by their versions) and a
+    /// union of inputs whose metadata differ has a logical schema its
+    /// physical plan does not match.
+    member_cells: Arc<dyn TableProvider>,
+}
+
+fn dataset_schema(dataset: &Arc<Dataset>) -> Result<DatasetTables, SqlError> {
     let m = dataset.manifest();
     // The version in the URL keeps DataFusion's metadata caches from ever
     // mixing two versions of one dataset.
@@ -270,7 +268,11 @@ fn dataset_schema(
     }
     let url = ObjectStoreUrl::parse(&base).map_err(|e| SqlError::Internal(e.to_string()))?;
     let store: Arc<dyn ObjectStore> = Arc::new(PinnedStore::new(dataset.clone()));
-    Ok((Arc::new(schema), (url, store), member_cells))
+    Ok(DatasetTables {
+        schema: Arc::new(schema),
+        store: (url, store),
+        member_cells,
+    })
 }
 
 /// A Parquet table over one file, with the file's own schema (so `Utf8` and

@@ -21,7 +21,8 @@ mod writer;
 
 pub use collection::{
     collection_files, open_collections, read_definition, write_definition, CellColumn, CellSource,
-    Collection, CollectionError, MAX_COLLECTION_CELLS, SOURCE_DATASET, STAT_N_MEMBERS,
+    Collection, CollectionError, CollectionFile, MAX_COLLECTION_CELLS, SOURCE_DATASET,
+    STAT_N_MEMBERS,
 };
 pub use column::Table;
 pub use error::StoreError;

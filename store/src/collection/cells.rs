@@ -123,10 +123,8 @@ pub(crate) fn unite_cells(
             let conflict = |column: &Uniting| CollectionError::TypeConflict {
                 collection: collection.to_string(),
                 column: column.name.clone(),
-                first: column.data_type.clone(),
-                first_member: column.typed_by.clone(),
-                second: field.data_type().clone(),
-                second_member: member_name.clone(),
+                first: format!("{} in {}", column.data_type, column.typed_by),
+                second: format!("{} in {member_name}", field.data_type()),
             };
             match (&mut column.categorical, categorical) {
                 (Some(union), Some(categorical)) => {

@@ -1,7 +1,6 @@
 use std::io;
 use std::path::PathBuf;
 
-use arrow_schema::DataType;
 use cellflight_schemas::{DefinitionError, InvalidDatasetName, MAX_COLLECTION_FILE_BYTES};
 
 use crate::StoreError;
@@ -53,14 +52,13 @@ pub enum CollectionError {
         key: String,
         values: String,
     },
-    #[error("collection {collection}: column {column} is {first} in {first_member} and {second} in {second_member}, which do not widen to one type (docs/format.md)")]
+    /// `first` and `second` each say a type and its member: `Int16 in a`.
+    #[error("collection {collection}: column {column} is {first} and {second}, which do not widen to one type (docs/format.md)")]
     TypeConflict {
         collection: String,
         column: String,
-        first: DataType,
-        first_member: String,
-        second: DataType,
-        second_member: String,
+        first: String,
+        second: String,
     },
     #[error("collection {collection}: categorical {column} is ordered in {ordered_in} but not in {unordered_in}")]
     OrderedConflict {

@@ -17,12 +17,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CollectionError + '_ {
     }
 }
 
-/// The collection files of data directory `dir`, by name; hidden files
-/// (a definition being written) skipped, and a file whose name before the
-/// suffix is not a valid name reported as an error.
-pub fn collection_files(
-    dir: &Path,
-) -> Result<Vec<Result<(DatasetName, PathBuf), CollectionError>>, CollectionError> {
+/// A collection file found: the collection's name and the file's path,
+/// or why its name is not one.
+pub type CollectionFile = Result<(DatasetName, PathBuf), CollectionError>;
+
+/// The collection files of data directory `dir`; hidden files (a
+/// definition being written) skipped.
+pub fn collection_files(dir: &Path) -> Result<Vec<CollectionFile>, CollectionError> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();

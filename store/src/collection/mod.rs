@@ -20,7 +20,7 @@ use cellflight_schemas::{CollectionDefinition, DatasetName, IndexType, ValueType
 
 pub use cells::{CellColumn, CellSource, SOURCE_DATASET};
 pub use error::CollectionError;
-pub use files::{collection_files, read_definition, write_definition};
+pub use files::{collection_files, read_definition, write_definition, CollectionFile};
 pub use genes::STAT_N_MEMBERS;
 
 use crate::Dataset;
