@@ -1,7 +1,7 @@
 //! Where a stream's matrix rows come from. The engine reads rows only
-//! through [`RowSource`]: a dataset's memory-mapped matrix today; ranged
-//! reads from object storage, or the member datasets of a collection, are
-//! further sources behind the same two calls.
+//! through [`RowSource`]: a dataset's memory-mapped matrix, or a
+//! collection's members (`collection_rows`); ranged reads from object
+//! storage would be one more source behind the same calls.
 
 use std::fmt;
 use std::sync::Arc;
