@@ -67,13 +67,10 @@ impl Plan {
         // dataset they still mean the same stream.
         request.dataset = Some(manifest.name.to_string());
         let vocabulary = match &request.tokenizer {
-            Some(tokenizer) => Some((
-                tokenizer.clone(),
-                engine.vocabularies.load(&tokenizer.vocabulary).await?,
-            )),
+            Some(tokenizer) => Some(engine.vocabularies.load(&tokenizer.vocabulary).await?),
             None => None,
         };
-        let vocabulary_hash = vocabulary.as_ref().map(|(_, v)| v.hash.clone());
+        let vocabulary_hash = vocabulary.as_ref().map(|v| v.hash.clone());
         check_ticket_bytes(&request, &manifest.version, vocabulary_hash.as_deref())?;
         let (Some(matrix), Some(rows)) = (&manifest.matrix, MappedMatrix::of(dataset.clone()))
         else {
@@ -96,11 +93,11 @@ impl Plan {
         let max_cell_genes = dataset.largest_cell_genes().unwrap_or(manifest.n_genes);
         let max_minibatch_bytes = layout.max_batch_bytes(request.batch_size, max_cell_genes);
         check_minibatch_bytes(max_minibatch_bytes, &layout, request.batch_size)?;
-        let tokens = match &vocabulary {
-            Some((tokenizer, vocabulary)) => {
+        let tokens = match (&request.tokenizer, &vocabulary) {
+            (Some(tokenizer), Some(vocabulary)) => {
                 Some(tokenization(engine, &dataset, &request, tokenizer, vocabulary, &genes).await?)
             }
-            None => None,
+            _ => None,
         };
         let obs = obs_columns(engine, &dataset, &request.obs_columns).await?;
         let obs_fields: Vec<_> = obs.iter().map(|c| c.field().clone()).collect();

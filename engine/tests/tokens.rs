@@ -117,7 +117,7 @@ async fn a_ticket_of_other_vocabulary_content_is_refused_naming_both_hashes() {
 }
 
 #[tokio::test]
-async fn an_unknown_vocabulary_is_not_found_and_a_missing_special_token_refused() {
+async fn an_unknown_vocabulary_is_not_found_and_a_single_dataset_server_has_none() {
     let root = tempfile::tempdir().unwrap();
     let engine = engine(&root);
     let unknown = GENEFORMER.replace(r#""gf""#, r#""nope""#);

@@ -9,7 +9,7 @@ mod scgpt;
 mod vocabulary;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrowPrimitiveType};
+use arrow_array::{Array, ArrowPrimitiveType, StringArray};
 use arrow_schema::DataType;
 use cellflight_schemas::{
     Padding, Tokenizer, TokenizerKind, Transform, CLS_TOKEN, EOS_TOKEN, PAD_TOKEN,
@@ -60,32 +60,10 @@ impl Tokenization {
                 keys.data_type()
             ))
         })?;
-        let keys = keys.as_string::<i32>();
         let geneformer = tokenizer.kind == TokenizerKind::Geneformer;
         let stored = genes.stored_genes();
-        let mut token_ids = Vec::with_capacity(stored.len());
-        let mut medians = Vec::with_capacity(if geneformer { stored.len() } else { 0 });
-        let mut no_median = Vec::new();
-        for &gene in &stored {
-            let key = keys
-                .is_valid(gene as usize)
-                .then(|| keys.value(gene as usize));
-            let entry = key.and_then(|key| vocabulary.get(key));
-            token_ids.push(entry.map_or(NO_TOKEN, |entry| entry.token_id));
-            if geneformer {
-                let median = entry.and_then(|entry| entry.median);
-                if entry.is_some() && !median.is_some_and(|m| m.is_finite() && m > 0.0) {
-                    no_median.push(format!("{:?}", key.unwrap_or_default()));
-                }
-                medians.push(median.unwrap_or(f64::NAN));
-            }
-        }
-        if !no_median.is_empty() {
-            return Err(vocabulary.unusable(listed(
-                "geneformer needs a positive median for each gene it tokenizes, and these have none",
-                &no_median,
-            )));
-        }
+        let (token_ids, medians) =
+            output_tables(vocabulary, keys.as_string::<i32>(), &stored, geneformer)?;
         Ok(Self {
             specials: specials(tokenizer, vocabulary)?,
             levels: tokenizer.n_bins.map_or(Vec::new(), scgpt::levels),
@@ -241,6 +219,39 @@ impl Tokenization {
         };
         columns.push_row(genes.iter().map(token));
     }
+}
+
+/// Each output position's token id (or [`NO_TOKEN`]) and, for Geneformer
+/// (`medians`), its median, which every gene with a token must have.
+fn output_tables(
+    vocabulary: &Vocabulary,
+    keys: &StringArray,
+    stored: &[u32],
+    medians: bool,
+) -> Result<(Vec<u32>, Vec<f64>), EngineError> {
+    let mut token_ids = Vec::with_capacity(stored.len());
+    let mut positive_medians = Vec::with_capacity(if medians { stored.len() } else { 0 });
+    let mut lacking = Vec::new();
+    for &gene in stored {
+        let gene = gene as usize;
+        let key = keys.is_valid(gene).then(|| keys.value(gene));
+        let entry = key.and_then(|key| vocabulary.get(key));
+        token_ids.push(entry.map_or(NO_TOKEN, |entry| entry.token_id));
+        if medians {
+            let median = entry.and_then(|entry| entry.median);
+            if entry.is_some() && !median.is_some_and(|m| m.is_finite() && m > 0.0) {
+                lacking.push(format!("{:?}", key.unwrap_or_default()));
+            }
+            positive_medians.push(median.unwrap_or(f64::NAN));
+        }
+    }
+    if !lacking.is_empty() {
+        return Err(vocabulary.unusable(listed(
+            "geneformer needs a positive median for each gene it tokenizes, and these have none",
+            &lacking,
+        )));
+    }
+    Ok((token_ids, positive_medians))
 }
 
 /// A gene of a cell with its value (scGPT).
