@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// A dataset directory, or a directory of them. Default: the demo dataset, generated on first run.
     #[arg(long, env = "CELLFLIGHT_DATA")]
     pub data: Option<PathBuf>,
+    /// Where token tables (NAME.vocabulary.parquet) for "format": "tokens" are. Default: --data when it is a directory of datasets; none when it is one dataset.
+    #[arg(long, env = "CELLFLIGHT_VOCABULARIES")]
+    pub vocabularies: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "CELLFLIGHT_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,

@@ -10,6 +10,10 @@ use cellflight_sql::SqlLimits;
 pub struct EngineConfig {
     /// A dataset directory, or a directory of them.
     pub data: PathBuf,
+    /// Where `NAME.vocabulary.parquet` token tables are; none: `data` when
+    /// it is a directory of datasets (a single dataset directory has no
+    /// vocabularies unless this is given).
+    pub vocabularies: Option<PathBuf>,
     /// The dataset reached without a name (and by unqualified table names
     /// in SQL); none: the only dataset, when `data` holds exactly one.
     pub default_dataset: Option<String>,
@@ -29,6 +33,7 @@ impl EngineConfig {
     pub fn new(data: impl Into<PathBuf>) -> Self {
         Self {
             data: data.into(),
+            vocabularies: None,
             default_dataset: None,
             sql: SqlLimits {
                 memory_bytes: 2 << 30,

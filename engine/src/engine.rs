@@ -16,6 +16,7 @@ use crate::error::EngineError;
 use crate::genes::GeneSpaceCache;
 use crate::partition::{serve_partition, Partition};
 use crate::plan::Plan;
+use crate::tokens::Vocabularies;
 
 #[derive(Debug)]
 pub struct Engine {
@@ -26,6 +27,8 @@ pub struct Engine {
     pub(crate) gene_spaces: GeneSpaceCache,
     /// Whole metadata columns: obs columns of minibatches, gene names.
     pub(crate) columns: ColumnCache,
+    /// Token tables, for `tokens` streams.
+    pub(crate) vocabularies: Vocabularies,
 }
 
 impl Engine {
@@ -45,6 +48,7 @@ impl Engine {
             weighted: WeightedCache::new(config.cohort_cache_bytes),
             gene_spaces: GeneSpaceCache::new(config.cohort_cache_bytes),
             columns: ColumnCache::new(config.column_cache_bytes),
+            vocabularies: Vocabularies::of(config),
         })
     }
 
@@ -93,7 +97,9 @@ impl Engine {
                 current_version: current.to_string(),
             });
         }
-        Plan::build(self, &snapshot, dataset, ticket.request.clone()).await
+        let plan = Plan::build(self, &snapshot, dataset, ticket.request.clone()).await?;
+        plan.check_vocabulary(ticket.vocabulary_hash.as_deref())?;
+        Ok(plan)
     }
 
     /// Starts serving `partition` of `plan` from `start_batch` on, on a

@@ -39,6 +39,26 @@ pub enum EngineError {
     },
     #[error("dataset {dataset} is obs-only: it has no matrix to stream")]
     NoMatrix { dataset: String },
+    /// A tokenizer names a vocabulary the server does not hold.
+    #[error("{}", unknown_vocabulary(name, path.as_deref()))]
+    UnknownVocabulary {
+        name: String,
+        /// The file looked for; none when the server has no vocabulary directory.
+        path: Option<std::path::PathBuf>,
+    },
+    /// A vocabulary file that cannot serve the request: malformed, past its
+    /// bounds, or lacking what the tokenizer needs; the reason names what.
+    #[error("vocabulary {name} cannot serve this request: {reason}")]
+    BadVocabulary { name: String, reason: String },
+    /// The ticket is sound but its vocabulary's content changed since.
+    #[error(
+        "the ticket was planned with vocabulary {name} of hash {ticket_hash}, and the server's {name} now has hash {current_hash}; plan again with GetFlightInfo"
+    )]
+    VocabularyChanged {
+        name: String,
+        ticket_hash: String,
+        current_hash: String,
+    },
     /// A value the request asked for that this dataset cannot give, e.g.
     /// unknown gene names or a minibatch over the size limit; the message
     /// says which and what to change.
@@ -103,12 +123,24 @@ impl EngineError {
             Self::Sql(error) => sql_kind(error.kind()),
             Self::Store(StoreError::UnknownColumn { .. }) => ErrorKind::InvalidArgument,
             Self::Store(_) | Self::Arrow(_) | Self::TaskFailed { .. } => ErrorKind::Internal,
-            Self::StaleTicket { .. } | Self::NoMatrix { .. } | Self::NoDatasets { .. } => {
-                ErrorKind::FailedPrecondition
-            }
+            Self::StaleTicket { .. }
+            | Self::NoMatrix { .. }
+            | Self::NoDatasets { .. }
+            | Self::BadVocabulary { .. }
+            | Self::VocabularyChanged { .. } => ErrorKind::FailedPrecondition,
+            Self::UnknownVocabulary { .. } => ErrorKind::NotFound,
             Self::InKey { source, .. } => source.kind(),
             Self::RefreshNeedsEveryGrant => ErrorKind::PermissionDenied,
         }
+    }
+}
+
+fn unknown_vocabulary(name: &str, path: Option<&std::path::Path>) -> String {
+    match path {
+        Some(path) => format!("unknown vocabulary {name}: {} does not exist", path.display()),
+        None => format!(
+            "unknown vocabulary {name}: this server has no vocabulary directory (serve a directory of datasets, or give --vocabularies)"
+        ),
     }
 }
 

@@ -48,7 +48,7 @@ impl GeneSpace {
 
     /// The output space whose position j is stored gene `stored[j]`
     /// (distinct, each below `n_stored`).
-    fn from_stored(stored: &[u32], n_stored: u64) -> Self {
+    pub(crate) fn from_stored(stored: &[u32], n_stored: u64) -> Self {
         let mut positions = vec![DROPPED; n_stored as usize];
         for (output, &gene) in stored.iter().enumerate() {
             positions[gene as usize] = output as u32;
@@ -72,6 +72,20 @@ impl GeneSpace {
 
     pub(crate) fn keeps_order(&self) -> bool {
         self.keeps_order
+    }
+
+    /// The stored gene at each output position.
+    pub(crate) fn stored_genes(&self) -> Vec<u32> {
+        let Some(positions) = &self.positions else {
+            return (0..self.n_genes as u32).collect();
+        };
+        let mut stored = vec![0; self.n_genes as usize];
+        for (gene, &position) in positions.iter().enumerate() {
+            if position != DROPPED {
+                stored[position as usize] = gene as u32;
+            }
+        }
+        stored
     }
 
     /// Calls `keep` with (output position, value) for each entry of a row
@@ -314,6 +328,8 @@ mod tests {
             |position, value| kept.push((position, value)),
         );
         assert_eq!(kept, [(1, "a"), (0, "d")], "stored order, output positions");
+        assert_eq!(space.stored_genes(), [3, 0]);
+        assert_eq!(GeneSpace::all(3).stored_genes(), [0, 1, 2]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod minibatch;
 mod partition;
 mod plan;
 mod rows;
+mod tokens;
 mod transform;
 
 pub use caller::Caller;

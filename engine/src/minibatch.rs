@@ -1,7 +1,7 @@
 //! From a fetch's cells, read as zero-copy slices of the stored matrix, to
 //! minibatches in the stream's output form: stored CSR rows copied once;
-//! or with a gene selection, a transform, or dense rows, computed row by
-//! row, one minibatch at a time.
+//! or with a gene selection, a transform, dense rows or tokens, computed
+//! row by row, one minibatch at a time.
 
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use crate::error::EngineError;
 use crate::genes::{GeneIndex, GeneSpace};
 use crate::ipc::{values_bytes, MessageBody};
 use crate::rows::FetchRows;
+use crate::tokens::Tokenization;
 use crate::transform::{AsFloat32, AsStored, RowValues, StoredValue, Transformed};
 
 /// What every minibatch of a stream holds, and how it is computed.
@@ -33,14 +34,17 @@ pub(crate) struct Output {
     pub(crate) obs: Vec<Arc<CachedColumn>>,
     /// The stored matrix's types.
     pub(crate) stored: (IndexType, ValueType),
+    /// Format `tokens`: how cells become tokens.
+    pub(crate) tokens: Option<Tokenization>,
 }
 
 /// Gene indices and values, side by side: of a stored slice, or of a row.
-type Entries<'a, I, V> = (&'a [I], &'a [V]);
+pub(crate) type Entries<'a, I, V> = (&'a [I], &'a [V]);
 
 /// The stored rows one minibatch picks from a fetch, in batch order.
 struct Picked<'a> {
     rows: &'a FetchRows,
+    cell_ids: &'a [u64],
     /// Per cell: (slice, first entry, entries), as in [`FetchRows`].
     entries: Vec<(u32, u32, u32)>,
     /// Entries in all.
@@ -48,13 +52,18 @@ struct Picked<'a> {
 }
 
 impl<'a> Picked<'a> {
-    fn new(rows: &'a FetchRows, read_indices: &[u32]) -> Self {
+    fn new(rows: &'a FetchRows, cell_ids: &'a [u64], read_indices: &[u32]) -> Self {
         let entries: Vec<(u32, u32, u32)> = read_indices
             .iter()
             .map(|&i| rows.entries[i as usize])
             .collect();
         let nnz = entries.iter().map(|&(_, _, len)| len as usize).sum();
-        Self { rows, entries, nnz }
+        Self {
+            rows,
+            cell_ids,
+            entries,
+            nnz,
+        }
     }
 }
 
@@ -68,7 +77,7 @@ impl Output {
     ) -> Result<MessageBody, EngineError> {
         let picks = batch.read_indices;
         let ids: Vec<u64> = picks.iter().map(|&i| rows.cell_ids[i as usize]).collect();
-        let picked = Picked::new(rows, picks);
+        let picked = Picked::new(rows, &ids, picks);
         let mut body = MessageBody::with_capacity(self.body_bytes(&picked));
         body.node(ids.len(), 0);
         body.no_validity();
@@ -135,7 +144,12 @@ impl Output {
             (&indices[range.clone()], &values[range])
         });
         let n_cells = picked.entries.len();
+        if let Some(tokens) = &self.tokens {
+            let ids = picked.cell_ids;
+            return tokens.write::<I, V>(cells, ids, self.transform, &self.genes, body);
+        }
         match (self.layout.format, self.transform) {
+            (Format::Tokens, _) => unreachable!("a tokens plan has its tokenization"),
             (Format::Csr, None) if self.genes.is_all() => {
                 csr_stored::<I, V>(cells, picked.nnz, body);
             }
@@ -308,7 +322,7 @@ fn gathered_list<'a, T: ArrowNativeType>(
     });
 }
 
-fn list(offsets: OffsetBuffer<i32>, items: ArrayRef) -> ArrayRef {
+pub(crate) fn list(offsets: OffsetBuffer<i32>, items: ArrayRef) -> ArrayRef {
     let item = Arc::new(Field::new("item", items.data_type().clone(), false));
     Arc::new(ListArray::new(item, offsets, items, None))
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 use cellflight_sampler::{Fetches, Plan as SamplerPlan};
 use cellflight_schemas::{
-    minibatch_schema, Format, MinibatchLayout, PlanMetadata, StreamRequest, StreamTicket, ValueType,
+    minibatch_schema, Format, MinibatchLayout, PlanMetadata, StreamRequest, StreamTicket,
+    Tokenizer, ValueType,
 };
 use cellflight_sql::CatalogSnapshot;
 use cellflight_store::{Served, Table};
@@ -23,6 +24,7 @@ use crate::ipc::is_supported;
 use crate::minibatch::Output;
 use crate::partition::SEND_QUEUE_BYTES;
 use crate::rows::{MappedMatrix, RowSource};
+use crate::tokens::{Tokenization, Vocabulary};
 
 /// Largest minibatch a request may ask for, in the worst case.
 pub const MAX_MINIBATCH_BYTES: u64 = 64 << 20;
@@ -48,6 +50,8 @@ pub struct Plan {
     sampler: SamplerPlan,
     /// The largest minibatch this plan can make, in bytes.
     max_minibatch_bytes: u64,
+    /// `tokens` only: the vocabulary's content hash.
+    vocabulary_hash: Option<String>,
     pub(crate) output: Output,
     pub(crate) rows: Arc<dyn RowSource>,
 }
@@ -62,7 +66,12 @@ impl Plan {
         // Tickets name the dataset: on a server with another default
         // dataset they still mean the same stream.
         request.dataset = Some(dataset.name().to_string());
-        check_ticket_bytes(&request, dataset.version())?;
+        let vocabulary = match &request.tokenizer {
+            Some(tokenizer) => Some(engine.vocabularies.load(&tokenizer.vocabulary).await?),
+            None => None,
+        };
+        let vocabulary_hash = vocabulary.as_ref().map(|v| v.hash.clone());
+        check_ticket_bytes(&request, dataset.version(), vocabulary_hash.as_deref())?;
         let (Some(stored), Some(rows)) = (dataset.matrix_types(), row_source(&dataset)) else {
             return Err(EngineError::NoMatrix {
                 dataset: dataset.name().to_string(),
@@ -76,6 +85,7 @@ impl Plan {
                 (Format::Csr, None) => stored.1,
                 _ => ValueType::Float32,
             },
+            tokens: request.tokenizer.as_ref().map(|t| t.layout()),
         };
         // A csr cell brings no more entries than the most any cell of the
         // dataset (or any member) stores, which the footer of its cells
@@ -85,6 +95,12 @@ impl Plan {
             .unwrap_or(dataset.n_stored_genes());
         let max_minibatch_bytes = layout.max_batch_bytes(request.batch_size, max_cell_genes);
         check_minibatch_bytes(max_minibatch_bytes, &layout, request.batch_size)?;
+        let tokens = match (&request.tokenizer, &vocabulary) {
+            (Some(tokenizer), Some(vocabulary)) => {
+                Some(tokenization(engine, &dataset, &request, tokenizer, vocabulary, &genes).await?)
+            }
+            _ => None,
+        };
         let obs = obs_columns(engine, &dataset, &request.obs_columns).await?;
         let obs_fields: Vec<_> = obs.iter().map(|c| c.field().clone()).collect();
         let output = Output {
@@ -94,6 +110,7 @@ impl Plan {
             transform: request.transform,
             obs,
             stored,
+            tokens,
         };
         let cohort = StreamCohort::resolve(engine, snapshot, &dataset, &request).await?;
         let sampler = cohort.plan(&sampler_config(&request, cohort.len()))?;
@@ -103,6 +120,7 @@ impl Plan {
             cohort,
             sampler,
             max_minibatch_bytes,
+            vocabulary_hash,
             output,
             rows,
         })
@@ -167,6 +185,24 @@ impl Plan {
             batches_per_partition: self.batches_per_partition(),
             seed: self.request.seed,
             dataset_version: self.dataset.version().to_string(),
+            tokenizer: (self.request.tokenizer.as_ref())
+                .zip(self.vocabulary_hash.as_deref())
+                .map(|(tokenizer, hash)| tokenizer.spec(hash)),
+        }
+    }
+
+    /// Refuses to serve a ticket planned with other vocabulary content
+    /// than the server's now (`ticket_hash`: the ticket's).
+    pub(crate) fn check_vocabulary(&self, ticket_hash: Option<&str>) -> Result<(), EngineError> {
+        match (&self.request.tokenizer, ticket_hash, &self.vocabulary_hash) {
+            (Some(tokenizer), Some(ticket), Some(current)) if ticket != current => {
+                Err(EngineError::VocabularyChanged {
+                    name: tokenizer.vocabulary.clone(),
+                    ticket_hash: ticket.to_owned(),
+                    current_hash: current.clone(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -176,6 +212,7 @@ impl Plan {
             request: self.request.clone(),
             partition,
             dataset_version: self.dataset.version().to_string(),
+            vocabulary_hash: self.vocabulary_hash.clone(),
             start_batch: 0,
         })
     }
@@ -225,13 +262,35 @@ async fn obs_columns(
     Ok(obs)
 }
 
+/// How the cells of a `tokens` stream become tokens: the output genes'
+/// keys (values of `gene_column`) looked up in `vocabulary`.
+async fn tokenization(
+    engine: &Engine,
+    dataset: &Served,
+    request: &StreamRequest,
+    tokenizer: &Tokenizer,
+    vocabulary: &Vocabulary,
+    genes: &GeneSpace,
+) -> Result<Tokenization, EngineError> {
+    let column = request.gene_column.as_deref().unwrap_or(dataset.gene_key());
+    let keys = engine.columns.get_or_read(dataset, Table::Genes, column);
+    let keys = keys.await.map_err(|e| e.in_key("gene_column"))?;
+    let seeds = (request.seed, request.epoch);
+    Tokenization::new(tokenizer, vocabulary, keys.array(), genes, seeds)
+}
+
 /// Refuses a plan whose tickets would add up to more than
 /// [`MAX_PLAN_TICKET_BYTES`], before any ticket is made.
-fn check_ticket_bytes(request: &StreamRequest, version: &str) -> Result<(), EngineError> {
+fn check_ticket_bytes(
+    request: &StreamRequest,
+    version: &str,
+    vocabulary_hash: Option<&str>,
+) -> Result<(), EngineError> {
     let ticket = StreamTicket {
         request: request.clone(),
         partition: request.partitions.saturating_sub(1),
         dataset_version: version.to_owned(),
+        vocabulary_hash: vocabulary_hash.map(str::to_owned),
         start_batch: 0,
     };
     let ticket_bytes = ticket.to_json().len() as u64;
@@ -252,11 +311,12 @@ fn check_minibatch_bytes(
 ) -> Result<(), EngineError> {
     if worst > MAX_MINIBATCH_BYTES {
         return Err(EngineError::Unservable(format!(
-            "a minibatch of {batch_size} cells could reach {worst} bytes ({} genes, {}), above the {MAX_MINIBATCH_BYTES}-byte limit; lower batch_size or select fewer genes",
+            "a minibatch of {batch_size} cells could reach {worst} bytes ({} genes, {}), above the {MAX_MINIBATCH_BYTES}-byte limit; lower batch_size or {}",
             layout.n_genes,
+            layout.format.name(),
             match layout.format {
-                Format::Csr => "csr",
-                Format::Dense => "dense",
+                Format::Tokens => "tokenizer.max_length",
+                Format::Csr | Format::Dense => "select fewer genes",
             }
         )));
     }

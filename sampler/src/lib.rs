@@ -137,5 +137,6 @@ mod weights;
 pub use config::{Mode, SamplerConfig};
 pub use error::SamplerError;
 pub use fetch::{Batch, Fetch, Fetches};
+pub use permutation::mix;
 pub use plan::{Plan, MAX_CELLS};
 pub use weights::Weights;

@@ -88,8 +88,9 @@ impl Permutation {
 }
 
 /// The SplitMix64 finaliser: a bijection of `u64` in which every input bit
-/// affects every output bit.
-fn mix(mut z: u64) -> u64 {
+/// affects every output bit. Also the engine's per-gene keys (scGPT's
+/// seeded choice), so the protocol has one mixing function.
+pub fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

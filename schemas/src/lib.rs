@@ -17,6 +17,7 @@ mod request;
 mod request_error;
 mod sql_request;
 mod ticket;
+mod tokenizer;
 
 pub use collection::{
     CollectionDefinition, DefinitionError, Join, COLLECTION_SUFFIX, DEFAULT_GENE_KEY,
@@ -39,3 +40,8 @@ pub use request::{
 pub use request_error::RequestError;
 pub use sql_request::SqlRequest;
 pub use ticket::StreamTicket;
+pub use tokenizer::{
+    token_bounds, Padding, TokenLayout, Tokenizer, TokenizerKind, TokenizerSpec,
+    ATTENTION_MASK_COLUMN, CLS_TOKEN, DEFAULT_MAX_LENGTH, DEFAULT_N_BINS, EOS_TOKEN,
+    INPUT_IDS_COLUMN, PAD_TOKEN,
+};

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::json::{decode, encode};
-use crate::RequestError;
+use crate::{RequestError, TokenizerSpec};
 
 /// The `app_metadata` of a training-stream plan. Unknown keys are ignored,
 /// not refused: a newer server may add keys an older client never reads.
@@ -17,6 +17,9 @@ pub struct PlanMetadata {
     pub seed: u64,
     /// The dataset version the plan (and each of its tickets) was made on.
     pub dataset_version: String,
+    /// `tokens` only: how the cells are tokenized, with the vocabulary's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerSpec>,
 }
 
 impl PlanMetadata {
@@ -58,6 +61,7 @@ mod tests {
             batches_per_partition: 4,
             seed: 7,
             dataset_version: "v1".into(),
+            tokenizer: None,
         }
     }
 
@@ -69,6 +73,24 @@ mod tests {
             r#"{"cohort_size":200,"batches_per_partition":4,"seed":7,"dataset_version":"v1"}"#
         );
         assert_eq!(PlanMetadata::from_json(json.as_bytes()).unwrap(), plan());
+    }
+
+    #[test]
+    fn a_tokens_plan_metadata_holds_the_tokenizer_flat_with_its_vocabulary_hash() {
+        let request = crate::StreamRequest::from_json(
+            br#"{"format": "tokens", "tokenizer": {"kind": "geneformer", "vocabulary": "gf"}}"#,
+        )
+        .unwrap();
+        let tokens = PlanMetadata {
+            tokenizer: request.tokenizer.map(|t| t.spec("ab")),
+            ..plan()
+        };
+        let json = tokens.to_json();
+        assert!(
+            json.ends_with(r#""tokenizer":{"kind":"geneformer","vocabulary":"gf","max_length":2048,"cls":false,"eos":false,"padding":"max_length","vocabulary_hash":"ab"}}"#),
+            "{json}"
+        );
+        assert_eq!(PlanMetadata::from_json(json.as_bytes()).unwrap(), tokens);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::json::{decode, encode};
+use crate::tokenizer::{Tokenizer, TokenizerKind, ATTENTION_MASK_COLUMN, INPUT_IDS_COLUMN};
 use crate::RequestError;
 
 /// Names of the columns every minibatch may carry besides obs columns.
@@ -89,6 +90,9 @@ pub struct StreamRequest {
     pub format: Format,
     #[serde(default)]
     pub transform: Option<Transform>,
+    /// `tokens` only: which tokens, from which vocabulary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<Tokenizer>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +110,18 @@ pub enum Format {
     #[default]
     Csr,
     Dense,
+    /// Each cell's tokens, as `tokenizer` says.
+    Tokens,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Csr => "csr",
+            Self::Dense => "dense",
+            Self::Tokens => "tokens",
+        }
+    }
 }
 
 /// Per-cell value transforms, applied in this order: scale the cell to
@@ -144,9 +160,15 @@ impl Default for StreamRequest {
 impl StreamRequest {
     /// Parses and checks a request.
     pub fn from_json(bytes: &[u8]) -> Result<Self, RequestError> {
-        let request: Self = decode("request", bytes)?;
-        request.validate()?;
-        Ok(request)
+        decode::<Self>("request", bytes)?.normalised()
+    }
+
+    /// The request checked, with the defaults that depend on other keys
+    /// filled (the tokenizer's), as a ticket holds it.
+    pub fn normalised(mut self) -> Result<Self, RequestError> {
+        self.tokenizer = self.tokenizer.map(Tokenizer::normalised).transpose()?;
+        self.validate()?;
+        Ok(self)
     }
 
     /// The request as JSON, every key present (defaults filled).
@@ -161,6 +183,7 @@ impl StreamRequest {
         self.validate_sampling()?;
         self.validate_genes()?;
         self.validate_obs_columns()?;
+        self.validate_tokenizer()?;
         if let Some(transform) = &self.transform {
             transform.validate()?;
         }
@@ -265,12 +288,32 @@ impl StreamRequest {
                 "give genes or genes_query, not both".into(),
             ));
         }
-        if self.gene_column.is_some() && self.genes.is_none() {
+        if self.gene_column.is_some() && self.genes.is_none() && self.format != Format::Tokens {
             return Err(RequestError::Inconsistent(
-                "gene_column names the genes column that genes lists; give genes too".into(),
+                "gene_column names the genes column that genes lists (or that a vocabulary keys); give genes too".into(),
             ));
         }
         Ok(())
+    }
+
+    /// `tokenizer` exactly with `"format": "tokens"`; Geneformer has its
+    /// own normalisation, so no `transform`.
+    fn validate_tokenizer(&self) -> Result<(), RequestError> {
+        let refuse = |message: &str| Err(RequestError::Inconsistent(message.into()));
+        match (&self.tokenizer, self.format) {
+            (None, Format::Tokens) => {
+                refuse("\"format\": \"tokens\" needs a tokenizer object (kind, vocabulary, ...)")
+            }
+            (Some(_), Format::Csr | Format::Dense) => {
+                refuse("tokenizer is only for \"format\": \"tokens\"")
+            }
+            (Some(tokenizer), _)
+                if tokenizer.kind == TokenizerKind::Geneformer && self.transform.is_some() =>
+            {
+                refuse("transform does not go with the geneformer tokenizer, which normalises by its own rule")
+            }
+            _ => Ok(()),
+        }
     }
 
     fn validate_obs_columns(&self) -> Result<(), RequestError> {
@@ -293,12 +336,14 @@ impl StreamRequest {
 
 /// Names that minibatch columns have (in one format or the other), so no
 /// obs column may take them.
-pub const RESERVED_COLUMNS: [&str; 5] = [
+pub const RESERVED_COLUMNS: [&str; 7] = [
     CELL_ID_COLUMN,
     crate::INDICES_COLUMN,
     crate::VALUES_COLUMN,
     X_COLUMN,
     IS_PADDING_COLUMN,
+    INPUT_IDS_COLUMN,
+    ATTENTION_MASK_COLUMN,
 ];
 
 impl Transform {
@@ -447,6 +492,19 @@ mod tests {
     }
 
     #[test]
+    fn a_tokens_request_keys_its_vocabulary_by_gene_column_and_round_trips_filled() {
+        let request = StreamRequest::from_json(
+            br#"{"format": "tokens", "gene_column": "symbol", "transform": {"log1p": true},
+                 "tokenizer": {"kind": "scgpt", "vocabulary": "human"}}"#,
+        )
+        .unwrap();
+        let json = request.to_json();
+        assert!(json.contains(r#""n_bins":51"#), "{json}");
+        assert_eq!(StreamRequest::from_json(json.as_bytes()).unwrap(), request);
+        assert!(!StreamRequest::default().to_json().contains("tokenizer"));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_by_name() {
         assert!(refused(r#"{"batchsize": 3}"#).contains("unknown field `batchsize`"));
         assert!(refused(r#"{"batch_size": -1}"#).contains("invalid value: integer `-1`"));
@@ -466,6 +524,23 @@ mod tests {
             ),
             (r#"{"genes": ["A"], "genes_query": "true"}"#, "not both"),
             (r#"{"gene_column": "symbol"}"#, "give genes too"),
+            (r#"{"format": "tokens"}"#, "needs a tokenizer object"),
+            (
+                r#"{"tokenizer": {"kind": "scgpt", "vocabulary": "v"}}"#,
+                "only for \"format\": \"tokens\"",
+            ),
+            (
+                r#"{"format": "tokens", "tokenizer": {"kind": "geneformer", "vocabulary": "v"}, "transform": {"log1p": true}}"#,
+                "transform does not go with the geneformer tokenizer",
+            ),
+            (
+                r#"{"format": "tokens", "tokenizer": {"kind": "scgpt", "vocabulary": "v", "max_length": 0}}"#,
+                "tokenizer.max_length must leave room",
+            ),
+            (
+                r#"{"obs_columns": ["input_ids"]}"#,
+                "have a column of that name",
+            ),
             (r#"{"obs_columns": ["plate", "plate"]}"#, "twice"),
             (
                 r#"{"obs_columns": ["is_padding"]}"#,

@@ -63,6 +63,7 @@ mod tests {
             request: StreamRequest::default(),
             partition: 0,
             dataset_version: "v1".into(),
+            vocabulary_hash: None,
             start_batch: 0,
         };
         assert!(!SqlRequest::is_sql(ticket.to_json().as_bytes()));

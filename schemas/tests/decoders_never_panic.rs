@@ -28,6 +28,7 @@ fn valid_ticket() -> String {
         request: StreamRequest::from_json(VALID_REQUEST.as_bytes()).unwrap(),
         partition: 1,
         dataset_version: "20261202T000000Z-abcdef".into(),
+        vocabulary_hash: None,
         start_batch: 3,
     }
     .to_json()

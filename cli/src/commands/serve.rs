@@ -65,6 +65,7 @@ fn service_config(args: &ServeArgs, data: PathBuf) -> ServiceConfig {
     ServiceConfig {
         engine: EngineConfig {
             data,
+            vocabularies: args.vocabularies.clone(),
             default_dataset: args.default_dataset.clone(),
             sql: SqlLimits {
                 memory_bytes: sql.memory.0 as usize,

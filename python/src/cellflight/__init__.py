@@ -27,12 +27,12 @@ from .errors import (
     Unavailable,
     Unimplemented,
 )
-from .loader import Batch, Loader
+from .loader import Batch, Loader, Tokens
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Aborted", "Batch", "Cancelled", "CellflightError", "Client", "DatasetInfo", "DeadlineExceeded", "FailedPrecondition",
     "IncompleteStream", "InvalidArgument", "Loader", "NotFound", "PermissionDenied", "ResourceExhausted",
-    "SharedMemoryError", "Unauthenticated", "Unavailable", "Unimplemented", "connect",
+    "SharedMemoryError", "Tokens", "Unauthenticated", "Unavailable", "Unimplemented", "connect",
 ]

@@ -23,7 +23,7 @@ DATASET_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # loader accepts them as keywords.
 REQUEST_KEYS = (
     "dataset", "query", "batch_size", "block_size", "fetch_factor", "seed", "epoch", "partitions",
-    "obs_columns", "genes", "gene_column", "genes_query", "format", "transform", "sampling",
+    "obs_columns", "genes", "gene_column", "genes_query", "format", "transform", "tokenizer", "sampling",
     "weights", "balance_by", "num_samples", "drop_last",
 )
 # The server refuses a minibatch that could exceed this (docs/protocol.md).

@@ -20,11 +20,50 @@ from . import client as _client
 from .client import Client, _call, as_client, check_dataset_name
 from .errors import Aborted, IncompleteStream, translate
 
-FORMATS = ("csr", "dense")
+FORMATS = ("csr", "dense", "tokens")
 # Columns of the stream that are not obs columns.
-STREAM_COLUMNS = ("cell_id", "indices", "values", "x", "is_padding")
+STREAM_COLUMNS = ("cell_id", "indices", "values", "x", "input_ids", "attention_mask", "is_padding")
 # Schema metadata holding the width of the output gene space (docs/protocol.md).
 N_GENES_METADATA_KEY = b"cellflight.n_genes"
+
+
+@dataclass
+class Tokens:
+    """The tokens of a `"format": "tokens"` minibatch (docs/protocol.md).
+
+    Padded rows (`"padding": "max_length"`, the default): `input_ids`
+    (uint32), `values` (scGPT's bins, uint16; None for Geneformer) and
+    `attention_mask` (bool), each of shape (cells, max_length). Ragged rows
+    (`"padding": "none"`): `input_ids` and `values` are every row's tokens
+    one after another, row r's at `offsets[r]:offsets[r+1]` (`offsets`:
+    int32, cells + 1), and `attention_mask` is None."""
+
+    input_ids: np.ndarray
+    values: np.ndarray | None = None
+    attention_mask: np.ndarray | None = None
+    offsets: np.ndarray | None = None
+
+    @property
+    def padded(self) -> bool:
+        return self.offsets is None
+
+
+def tokens_of(record_batch: pa.RecordBatch) -> Tokens:
+    """The token columns as numpy: views of the Arrow buffers, except the
+    mask (Arrow packs booleans into bits)."""
+    names = record_batch.schema.names
+    ids = record_batch.column("input_ids")
+    if pa.types.is_fixed_size_list(ids.type):
+        rows, width = len(ids), ids.type.list_size
+        square = lambda column: primitive(column.flatten()).reshape(rows, width)  # noqa: E731
+        return Tokens(
+            input_ids=square(ids),
+            values=square(record_batch.column("values")) if "values" in names else None,
+            attention_mask=square(record_batch.column("attention_mask")),
+        )
+    offsets, flat_ids = list_parts(ids)
+    values = list_parts(record_batch.column("values"))[1].to_numpy() if "values" in names else None
+    return Tokens(input_ids=flat_ids.to_numpy(), values=values, offsets=offsets)
 
 
 @dataclass
@@ -34,7 +73,7 @@ class Batch:
     `csr`: row r's genes are `indices[indptr[r]:indptr[r+1]]` (positions in
     the output gene space), its values the same slice of `values` (the
     stored type, float32 after a transform). `dense`: `x`, float32, shape
-    (cells, n_genes). `obs`: each obs column asked for, in order; a
+    (cells, n_genes). `tokens`: `tokens` (a `Tokens`). `obs`: each obs column asked for, in order; a
     categorical as int32 codes into the loader's `categories[name]` (-1 for
     a missing value). `partition`, `index`: where the batch is in its
     stream (its `app_metadata`), what resuming needs. `receive_seconds`:
@@ -54,6 +93,7 @@ class Batch:
     indices: np.ndarray | None = None
     values: np.ndarray | None = None
     x: np.ndarray | None = None
+    tokens: Tokens | None = None
     record_batch: pa.RecordBatch | None = field(default=None, repr=False)
     receive_seconds: float = 0.0  # how long its reader waited for it from the server
 
@@ -62,6 +102,8 @@ class Batch:
 
     @property
     def format(self) -> str:
+        if self.tokens is not None:
+            return "tokens"
         return "dense" if self.x is not None else "csr"
 
     @property
@@ -138,6 +180,8 @@ def to_batch(record_batch: pa.RecordBatch, metadata: dict, n_genes: int, epoch: 
     if "x" in names:
         column = record_batch.column("x")
         batch.x = column.flatten().to_numpy().reshape(len(column), column.type.list_size)
+    elif "input_ids" in names:
+        batch.tokens = tokens_of(record_batch)
     else:
         batch.indptr, indices = list_parts(record_batch.column("indices"))
         batch.indices = indices.to_numpy()
@@ -349,9 +393,9 @@ class Loader:
 
     Keywords are the request keys of docs/protocol.md (`query`,
     `batch_size`, `block_size`, `fetch_factor`, `seed`, `epoch`, `genes`,
-    `gene_column`, `genes_query`, `format`, `transform`, `obs_columns`,
-    `sampling`, `weights`, `balance_by`, `num_samples`, `drop_last`); left
-    out, the server's defaults apply.
+    `gene_column`, `genes_query`, `format`, `transform`, `tokenizer`,
+    `obs_columns`, `sampling`, `weights`, `balance_by`, `num_samples`,
+    `drop_last`); left out, the server's defaults apply.
 
     `streams=k` plans the epoch as k partitions and reads the k endpoints
     concurrently, each on its own connection and thread, handing batches out
@@ -384,6 +428,7 @@ class Loader:
         genes_query: str | None = None,
         format: str = "csr",
         transform: dict | None = None,
+        tokenizer: dict | None = None,
         obs_columns: Sequence[str] | None = None,
         sampling: str | None = None,
         weights: str | None = None,
@@ -411,7 +456,8 @@ class Loader:
             "dataset": dataset, "query": query, "batch_size": batch_size, "block_size": block_size,
             "fetch_factor": fetch_factor, "seed": seed, "genes": list(genes) if genes is not None else None,
             "gene_column": gene_column, "genes_query": genes_query, "format": format, "transform": transform,
-            "obs_columns": list(obs_columns) if obs_columns else None, "sampling": sampling, "weights": weights,
+            "tokenizer": tokenizer, "obs_columns": list(obs_columns) if obs_columns else None, "sampling": sampling,
+            "weights": weights,
             "balance_by": balance_by, "num_samples": num_samples, "drop_last": drop_last,
         }
         self.epoch = int(epoch)

@@ -38,7 +38,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from . import _shared
 from ._stats import EpochMeter, EpochStats
 from .client import Client, as_client, check_dataset_name
-from .loader import Batch, Loader, categorical_columns, read_categories
+from .loader import Batch, Loader, Tokens, categorical_columns, read_categories
 
 STATE_VERSION = 1
 
@@ -71,11 +71,34 @@ def _obs_dtype(array: np.ndarray, categorical: bool):
     return np.dtype(np.int64) if array.dtype.kind in "ui" else np.dtype(np.float64)
 
 
+# Token ids and bins become int64: what nn.Embedding and Hugging Face models
+# take (int32 works with nn.Embedding too, but not everywhere).
+TOKEN_TYPE = np.dtype(np.int64)
+
+
+_TOKEN_TENSORS = ("input_ids", "values", "attention_mask", "cu_seqlens")
+
+
+def _token_parts(tokens: Tokens) -> dict[str, tuple[np.ndarray, np.dtype]]:
+    """`input_ids`, `values` (scGPT), and `attention_mask` (padded) or
+    `cu_seqlens` (ragged: int32 row offsets, what varlen attention takes)."""
+    parts = {"input_ids": (tokens.input_ids, TOKEN_TYPE)}
+    if tokens.values is not None:
+        parts["values"] = (tokens.values, TOKEN_TYPE)
+    if tokens.padded:
+        parts["attention_mask"] = (tokens.attention_mask, np.dtype(np.bool_))
+    else:
+        parts["cu_seqlens"] = (tokens.offsets, np.dtype(np.int32))
+    return parts
+
+
 def tensor_parts(batch: Batch, dtype: torch.dtype) -> tuple[dict[str, tuple[np.ndarray, np.dtype]], dict]:
     """The batch's arrays that become tensors, by name, each with the numpy
     type it becomes; and the rest of the item (`info`), for `assemble`."""
     value_type = np.dtype(_NUMPY.get(dtype, np.float32))
-    if batch.x is None:
+    if batch.tokens is not None:
+        parts = _token_parts(batch.tokens)
+    elif batch.x is None:
         parts = {"crow_indices": (batch.indptr, np.dtype(np.int32)), "col_indices": (batch.indices, np.dtype(np.int32)),
                  "values": (batch.values, value_type)}  # fmt: skip
     else:
@@ -91,21 +114,26 @@ def tensor_parts(batch: Batch, dtype: torch.dtype) -> tuple[dict[str, tuple[np.n
         else:
             parts["obs." + name] = (array, kind)
     info = {"shape": batch.shape, "dtype": dtype, "obs": list(batch.obs), "lists": lists, "epoch": batch.epoch,
-            "partition": batch.partition, "batch_index": batch.index}  # fmt: skip
+            "partition": batch.partition, "batch_index": batch.index, "tokens": batch.tokens is not None}  # fmt: skip
     return parts, info
+
+
+def _data(tensors: dict[str, torch.Tensor], info: dict) -> dict[str, torch.Tensor]:
+    """The item's data: its token tensors, or `X`."""
+    if info["tokens"]:
+        return {name: tensors[name] for name in _TOKEN_TENSORS if name in tensors}
+    if "x" in tensors:
+        return {"X": tensors["x"].to(info["dtype"])}  # the same tensor when it has the type already
+    # The server's batches are valid CSR; checking them again would cost a pass over the indices.
+    X = torch.sparse_csr_tensor(tensors["crow_indices"], tensors["col_indices"], tensors["values"].to(info["dtype"]),
+                                size=info["shape"], check_invariants=False)  # fmt: skip
+    return {"X": X}
 
 
 def assemble(tensors: dict[str, torch.Tensor], info: dict) -> dict[str, Any]:
     """The item of `to_torch` from the tensors of `tensor_parts`' arrays."""
-    dtype = info["dtype"]
-    if "x" in tensors:
-        X = tensors["x"].to(dtype)  # the same tensor when it has the type already
-    else:
-        # The server's batches are valid CSR; checking them again would cost a pass over the indices.
-        X = torch.sparse_csr_tensor(tensors["crow_indices"], tensors["col_indices"], tensors["values"].to(dtype),
-                                    size=info["shape"], check_invariants=False)  # fmt: skip
     obs = {name: tensors["obs." + name] if name not in info["lists"] else info["lists"][name] for name in info["obs"]}
-    return {"X": X, "cell_id": tensors["cell_id"], "is_padding": tensors["is_padding"], "obs": obs,
+    return {**_data(tensors, info), "cell_id": tensors["cell_id"], "is_padding": tensors["is_padding"], "obs": obs,
             "epoch": info["epoch"], "partition": info["partition"], "batch_index": info["batch_index"]}  # fmt: skip
 
 
@@ -119,7 +147,11 @@ def _packed(parts: dict) -> dict[str, torch.Tensor]:
 
 def to_torch(batch: Batch, dtype: torch.dtype = torch.float32, pack: bool = False) -> dict[str, Any]:
     """A minibatch as tensors: `X` (a `torch.sparse_csr_tensor` with int32
-    indices for `csr`, a dense tensor for `dense`, values in `dtype`),
+    indices for `csr`, a dense tensor for `dense`, values in `dtype`), or
+    for `tokens` `input_ids` (int64), `values` (scGPT's bins, int64) and
+    `attention_mask` (bool) of shape (cells, max_length), or when ragged
+    flat `input_ids`/`values` with `cu_seqlens` (int32 offsets of the rows:
+    the packed layout of varlen attention, e.g. flash-attn),
     `cell_id` (int64), `is_padding` (bool), `obs` (name → tensor;
     categoricals as int64 codes into the dataset's full category list, -1
     for missing; strings as lists), and the batch's place in its stream:
@@ -217,8 +249,10 @@ class CellDataset(IterableDataset):
     `batch_size`, `block_size`, `fetch_factor`, `seed` (default 0, the
     same on every rank), `epoch`, `genes`, `gene_column`, `genes_query`,
     `format` (`csr` → `torch.sparse_csr_tensor`, `dense` → a dense
-    tensor), `transform`, `obs_columns`, `sampling`, `weights`,
-    `balance_by`, `num_samples`, `drop_last`), plus:
+    tensor, `tokens` → `input_ids`/`values`/`attention_mask`, see
+    `to_torch`), `transform`, `tokenizer` (with `format="tokens"`),
+    `obs_columns`, `sampling`, `weights`, `balance_by`, `num_samples`,
+    `drop_last`), plus:
 
     - `num_workers`: the DataLoader's `num_workers` (0 for none: the
       fastest). It fixes the partitioning and so `len()`; a DataLoader with
@@ -391,7 +425,8 @@ class CellDataset(IterableDataset):
 
     @property
     def metadata(self) -> dict:
-        """The epoch's plan: cohort_size, batches_per_partition, seed, dataset_version."""
+        """The epoch's plan: cohort_size, batches_per_partition, seed,
+        dataset_version, and for `tokens` the tokenizer's spec."""
         return self._plan_loader().metadata
 
     @property
@@ -495,13 +530,24 @@ class CellDataset(IterableDataset):
         if progress is None:
             start = self._resume["next_batch"] if self._resume is not None and self._resume["epoch"] == self.epoch else None
             progress = {"epoch": self.epoch, "next_batch": dict(enumerate(start)) if start else {}}
-        return {
+        state = {
             "version": STATE_VERSION,
             "epoch": progress["epoch"],
             "seed": self.request["seed"],
             "partitions": self.partitions,
             "next_batch": [int(progress["next_batch"].get(s, 0)) for s in range(slots)],
         }
+        tokenizer = self._tokenizer_spec()
+        if tokenizer is not None:
+            state["tokenizer"] = tokenizer
+        return state
+
+    def _tokenizer_spec(self) -> dict | None:
+        """For `tokens`, how the plan tokenizes: every parameter and the
+        vocabulary's content hash (the plan's metadata)."""
+        if self.request.get("format") != "tokens":
+            return None
+        return self.metadata["tokenizer"]
 
     def _one_stream_hint(self, state: dict) -> str:
         """For a checkpoint of a `num_workers=0` run from before `streams` defaulted to 2."""
@@ -523,6 +569,12 @@ class CellDataset(IterableDataset):
             )
         if state["seed"] != self.request["seed"]:
             raise ValueError(f"the state is for seed {state['seed']}, this dataset has seed {self.request['seed']}")
+        theirs, mine = state.get("tokenizer"), self._tokenizer_spec()
+        if theirs != mine:
+            raise ValueError(
+                f"the state's data was tokenized by {theirs}, this dataset tokenizes by {mine}: resume with the same "
+                "tokenizer and vocabulary"
+            )
         self.epoch = int(state["epoch"])
         self._resume = {"epoch": self.epoch, "next_batch": [int(k) for k in state["next_batch"]]}
         self._progress = None
