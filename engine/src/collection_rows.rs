@@ -7,13 +7,16 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt32Type};
-use arrow_array::{Array, ArrayRef, PrimitiveArray};
+use arrow_array::types::{ArrowPrimitiveType, UInt16Type, UInt32Type};
+use arrow_array::{make_array, new_empty_array, ArrayRef, PrimitiveArray};
+use arrow_data::transform::MutableArrayData;
+use arrow_data::ArrayData;
 use arrow_schema::DataType;
 use cellflight_schemas::IndexType;
 use cellflight_store::Collection;
 
 use crate::error::EngineError;
+use crate::genes::GeneIndex;
 use crate::rows::{FetchRows, MappedMatrix, RowSource};
 
 #[derive(Debug)]
@@ -49,40 +52,60 @@ impl CollectionRows {
     }
 
     /// Member `member`'s rows of `rows` (read from it) in the stored space.
+    /// Only the entries of the rows are touched: a slice's item arrays are
+    /// the member's whole mapped matrix.
     fn remap(&self, member: usize, rows: &FetchRows) -> Result<MemberRows, EngineError> {
+        let Some((indices, _)) = rows.items.first() else {
+            return Ok(MemberRows {
+                indices: self.index_array(Vec::new()),
+                values: new_empty_array(&self.value_type),
+                lengths: Vec::new(),
+            });
+        };
+        match indices.data_type() {
+            DataType::UInt16 => self.remap_typed::<UInt16Type>(member, rows),
+            _ => self.remap_typed::<UInt32Type>(member, rows),
+        }
+    }
+
+    fn remap_typed<I>(&self, member: usize, rows: &FetchRows) -> Result<MemberRows, EngineError>
+    where
+        I: ArrowPrimitiveType,
+        I::Native: GeneIndex,
+    {
         let positions = self.collection.member_gene_positions(member);
         let keeps_order = self.collection.member_keeps_gene_order(member);
-        let wide: Vec<ArrayRef> = (rows.items.iter())
-            .map(|(indices, _)| arrow_cast::cast(indices, &DataType::UInt32))
-            .collect::<Result<_, _>>()?;
-        let genes: Vec<&[u32]> = wide
-            .iter()
-            .map(|a| a.as_primitive::<UInt32Type>().values().as_ref())
+        let genes: Vec<&[I::Native]> = (rows.items.iter())
+            .map(|(indices, _)| indices.as_primitive::<I>().values().as_ref())
             .collect();
+        let values: Vec<ArrayData> = rows.items.iter().map(|(_, v)| v.to_data()).collect();
         let nnz: usize = rows.entries.iter().map(|&(_, _, len)| len as usize).sum();
+        let mut gathered = MutableArrayData::new(values.iter().collect(), false, nnz);
         let mut indices: Vec<u32> = Vec::with_capacity(nnz);
-        // (slice, entry) of each value, in the collection's order.
-        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(nnz);
         let mut row: Vec<(u32, usize)> = Vec::new();
         for &(slice, start, len) in &rows.entries {
-            let (start, end) = (start as usize, (start + len) as usize);
+            let (slice, start, end) = (slice as usize, start as usize, (start + len) as usize);
+            let stored = genes[slice][start..end].iter();
+            if keeps_order {
+                indices.extend(stored.map(|&gene| positions[gene.gene() as usize]));
+                gathered.try_extend(slice, start, end)?;
+                continue;
+            }
             row.clear();
             row.extend(
-                (start..end).map(|entry| (positions[genes[slice as usize][entry] as usize], entry)),
+                stored
+                    .zip(start..end)
+                    .map(|(&g, e)| (positions[g.gene() as usize], e)),
             );
-            if !keeps_order {
-                row.sort_unstable_by_key(|&(position, _)| position);
-            }
+            row.sort_unstable_by_key(|&(position, _)| position);
             for &(position, entry) in &row {
                 indices.push(position);
-                picks.push((slice as usize, entry));
+                gathered.try_extend(slice, entry, entry + 1)?;
             }
         }
-        let values: Vec<&dyn Array> = rows.items.iter().map(|(_, v)| v.as_ref()).collect();
-        let values = arrow_select::interleave::interleave(&values, &picks)?;
         Ok(MemberRows {
             indices: self.index_array(indices),
-            values: arrow_cast::cast(&values, &self.value_type)?,
+            values: arrow_cast::cast(&make_array(gathered.freeze()), &self.value_type)?,
             lengths: rows.entries.iter().map(|&(_, _, len)| len).collect(),
         })
     }
