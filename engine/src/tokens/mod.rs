@@ -6,6 +6,7 @@
 mod columns;
 mod geneformer;
 mod scgpt;
+mod total_order;
 mod vocabulary;
 
 use arrow_array::cast::AsArray;
@@ -131,12 +132,12 @@ impl Tokenization {
                 if self.token_ids[position as usize] != NO_TOKEN && count != 0.0 {
                     let median = self.medians[position as usize];
                     let value = normalised(count, total, median);
-                    ranked.push(Ranked { value, position });
+                    ranked.push(Ranked::new(value, position));
                 }
             });
         }
         rank(ranked, self.tokenizer.max_genes() as usize);
-        let token = |gene: &Ranked| (self.token_ids[gene.position as usize], 0);
+        let token = |gene: &Ranked| (self.token_ids[gene.position() as usize], 0);
         columns.push_row(ranked.iter().map(token));
     }
 
@@ -183,15 +184,18 @@ impl Tokenization {
     fn scgpt_row(&self, cell_id: u64, scratch: &mut Binning, columns: &mut TokenColumns) {
         let Binning {
             genes,
+            keys,
             sorted,
             edges,
             keyed,
         } = scratch;
         edges.clear();
         if !genes.is_empty() {
+            keys.clear();
+            keys.extend(genes.iter().map(|gene| total_order::key(gene.value)));
+            keys.sort_unstable();
             sorted.clear();
-            sorted.extend(genes.iter().map(|gene| gene.value));
-            sorted.sort_unstable_by(f64::total_cmp);
+            sorted.extend(keys.iter().map(|&key| total_order::value(key)));
             scgpt::edges_into(sorted, &self.levels, edges);
         }
         let limit = self.tokenizer.max_genes() as usize;
@@ -266,6 +270,8 @@ struct Valued {
 #[derive(Debug, Default)]
 struct Binning {
     genes: Vec<Valued>,
+    /// The values' [`total_order::key`]s, sorted.
+    keys: Vec<u64>,
     sorted: Vec<f64>,
     edges: Vec<f64>,
     /// (seeded key, index in `genes`).
