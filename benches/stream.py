@@ -107,10 +107,7 @@ class Reader(threading.Thread):
             if self.stop.is_set():
                 return True
             batch = chunk.data
-            # Numpy arrays in hand, as a trainer would have them.
-            ids = batch.column("cell_id").to_numpy()
-            batch.column("indices").values.to_numpy()
-            batch.column("values").values.to_numpy()
+            ids = in_hand(batch)
             if self.measuring.is_set():
                 self.cells += batch.num_rows
                 self.bytes += batch.nbytes
@@ -118,6 +115,16 @@ class Reader(threading.Thread):
                     # A copy: a view would keep the whole message alive.
                     self.sampled_ids.append(ids.copy())
         return False
+
+
+def in_hand(batch: pa.RecordBatch) -> np.ndarray:
+    """Numpy arrays in hand, as a trainer would have them: the cell ids and
+    the items of every list column (`indices` and `values` of csr, `x` of
+    dense, `input_ids`, `values` and `attention_mask` of tokens)."""
+    for column in batch.columns:
+        if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
+            column.values.to_numpy(zero_copy_only=False)
+    return batch.column("cell_id").to_numpy()
 
 
 def plan(client, request) -> flight.FlightInfo:
