@@ -18,7 +18,7 @@ import scipy.sparse
 
 from client_helpers import N_GENES_TAHOE, N_PBMC, N_TAHOE, dense_rows, make_data, source_csr
 from cellflight_dataset import load_dataset
-from test_serve import start, stop
+from test_serve import serving
 
 import cellflight  # noqa: E402  (client_helpers puts this checkout's package first)
 
@@ -28,11 +28,8 @@ def served(cellflight, tmp_path_factory):
     root = tmp_path_factory.mktemp("client")
     data, source = make_data(cellflight, root)
     socket = root / "cf.sock"
-    server, address = start(cellflight, data, "--default-dataset", "tahoe", "--unix", socket)
-    try:
+    with serving(cellflight, data, "--default-dataset", "tahoe", "--unix", socket) as (server, address):
         yield {"address": address, "socket": socket, "data": data, "source": source}
-    finally:
-        assert stop(server) == 0
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import scipy.sparse
 import client_helpers  # noqa: F401  (puts this checkout's package first)
 import cellflight as package  # the name `cellflight` is the binary's fixture
 from test_security import bearer, listed, users_file
-from test_serve import start, stop
+from test_serve import serving, start, stop
 from test_sql import flight_query, rows, versions
 
 SOURCE = "wu2020_200_v0_11.h5ad"
@@ -100,11 +100,8 @@ def data(cellflight, members, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(cellflight, data):
-    server, address = start(cellflight, data)
-    try:
+    with serving(cellflight, data) as (server, address):
         yield address
-    finally:
-        assert stop(server) == 0
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pyarrow.flight as flight
 import pytest
 
 from cli import status_bytes
-from test_serve import start, stop
+from test_serve import serving, start, stop
 
 MEGABYTE = "x" * (1 << 20)
 # The server cuts its messages at about 2 kB; pyarrow may quote one twice
@@ -36,11 +36,8 @@ WORST_GROWTH = (256 + 128 + 16 + 16 + 1 * 512) * MiB
 def served(cellflight, tmp_path_factory):
     data = tmp_path_factory.mktemp("hostile") / "data"
     cellflight.ok("generate", data / "alpha", "--cells", 200, "--genes", 50, "--seed", 1)
-    server, address = start(cellflight, data, *BUDGET_FLAGS)
-    try:
+    with serving(cellflight, data, *BUDGET_FLAGS) as (server, address):
         yield {"address": address, "server": server, "data": data, "idle_rss": status_bytes(server.pid, "VmRSS")}
-    finally:
-        assert stop(server) == 0
 
 
 def refusal(call) -> pa.ArrowException:

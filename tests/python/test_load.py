@@ -10,7 +10,7 @@ import time
 import pyarrow.flight as flight
 import pytest
 
-from test_serve import start, stop
+from test_serve import serving, start
 from test_stream import plan
 
 N_CLIENTS = 32
@@ -25,11 +25,8 @@ MAX_SERVER_RSS_MIB = 1024
 def served(cellflight, tmp_path_factory):
     data = tmp_path_factory.mktemp("load")
     cellflight.ok("generate", data / "cells", "--cells", 20_000, "--genes", 2000, "--seed", 8)
-    server, address = start(cellflight, data / "cells")
-    try:
+    with serving(cellflight, data / "cells") as (server, address):
         yield server, address
-    finally:
-        assert stop(server) == 0
 
 
 class Reader(threading.Thread):

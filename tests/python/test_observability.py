@@ -13,7 +13,7 @@ import pyarrow.flight as flight
 import pytest
 
 from cli import log
-from test_serve import start, stop
+from test_serve import serving, start, stop
 from test_stream import plan, read_partition
 from test_stream_limits import metric, metrics_url
 
@@ -23,11 +23,8 @@ def observed(cellflight, tmp_path_factory):
     """A server with metrics; yields (flight address, metrics URL, server)."""
     data = tmp_path_factory.mktemp("observed")
     cellflight.ok("generate", data / "cells", "--cells", 301, "--genes", 200, "--seed", 4)
-    server, address = start(cellflight, data / "cells", "--metrics", "127.0.0.1:0", "--log", "info")
-    try:
+    with serving(cellflight, data / "cells", "--metrics", "127.0.0.1:0", "--log", "info") as (server, address):
         yield address, metrics_url(server), server
-    finally:
-        assert stop(server) == 0
 
 
 def test_counters_add_up_to_what_the_clients_received(observed):

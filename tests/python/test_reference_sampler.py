@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import reference_sampler
-from test_serve import start, stop
+from test_serve import serving
 
 N_CELLS = 700
 
@@ -20,11 +20,8 @@ N_CELLS = 700
 def served(cellflight, tmp_path_factory):
     data = tmp_path_factory.mktemp("reference")
     cellflight.ok("generate", data / "cells", "--cells", N_CELLS, "--genes", 50, "--seed", 21)
-    server, address = start(cellflight, data / "cells")
-    try:
+    with serving(cellflight, data / "cells") as (server, address):
         yield flight.connect(address), pq.read_table(data / "cells" / "cells.parquet").to_pandas()
-    finally:
-        assert stop(server) == 0
 
 
 def server_stream(client, request: dict, partition: int, start_batch: int = 0) -> list[list[tuple[int, bool]]]:

@@ -19,7 +19,7 @@ import trustme
 
 import client_helpers  # noqa: F401  (puts this checkout's package first)
 import cellflight as package  # the name `cellflight` is the binary's fixture
-from test_serve import start, stop
+from test_serve import serving, start, stop
 
 ALICE = "alice-token-0123456789abcdef"
 TRAINER = "trainer-token-0123456789abcdef"
@@ -62,11 +62,8 @@ def users_file(directory, users, mode=0o600):
 @pytest.fixture(scope="module")
 def served(cellflight, data, tmp_path_factory):
     users = users_file(tmp_path_factory.mktemp("users"), team(cellflight))
-    server, address = start(cellflight, data, "--auth-file", users)
-    try:
+    with serving(cellflight, data, "--auth-file", users) as (server, address):
         yield address
-    finally:
-        assert stop(server) == 0
 
 
 def bearer(token: str) -> flight.FlightCallOptions:

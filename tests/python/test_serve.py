@@ -3,6 +3,7 @@ Flight; hidden (half-written) directories are not; bad flags fail clearly."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -34,6 +35,17 @@ def start(cellflight, data, *flags) -> tuple[subprocess.Popen, str]:
 def stop(server: subprocess.Popen) -> int:
     server.send_signal(signal.SIGINT)
     return server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def serving(cellflight, data, *flags):
+    """`serve` for the with-block: (process, address) on entry; on the way
+    out, stopped, and checked to have exited cleanly."""
+    server, address = start(cellflight, data, *flags)
+    try:
+        yield server, address
+    finally:
+        assert stop(server) == 0
 
 
 def test_lists_every_dataset_with_its_size_and_version(cellflight, data_dir):

@@ -20,7 +20,7 @@ import scipy.sparse
 
 import h5ad_files as hf
 from cellflight_dataset import load_dataset
-from test_serve import start, stop
+from test_serve import serving, start, stop
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,8 @@ def data(cellflight, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(cellflight, data):
-    server, address = start(cellflight, data, "--default-dataset", "tahoe")
-    try:
+    with serving(cellflight, data, "--default-dataset", "tahoe") as (server, address):
         yield flight.connect(address)
-    finally:
-        assert stop(server) == 0
 
 
 @pytest.fixture(scope="module")

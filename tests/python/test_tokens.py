@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 import client_helpers  # noqa: F401  (this checkout's package first)
 from cellflight_dataset import load_dataset
-from test_serve import start, stop
+from test_serve import serving
 
 from cellflight.torch import CellDataset  # noqa: E402
 from cellflight.vocabulary import from_geneformer, write_vocabulary  # noqa: E402
@@ -77,11 +77,8 @@ def data(cellflight, data_file, vocabulary, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def address(cellflight, data):
-    server, address = start(cellflight, data)
-    try:
+    with serving(cellflight, data) as (server, address):
         yield address
-    finally:
-        assert stop(server) == 0
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from client_helpers import N_PBMC, N_TAHOE, dense_rows, make_data, source_csr
-from test_serve import start, stop
+from test_serve import serving
 
 import cellflight  # noqa: E402  (client_helpers puts this checkout's package first)
 from cellflight.torch import CellDataset, to_torch  # noqa: E402
@@ -34,11 +34,8 @@ COHORT_CELLS = [c for c in range(N_TAHOE) if c % 4 != 1]
 def served(cellflight, tmp_path_factory):
     root = tmp_path_factory.mktemp("torch")
     data, source = make_data(cellflight, root)
-    server, address = start(cellflight, data, "--default-dataset", "tahoe")
-    try:
+    with serving(cellflight, data, "--default-dataset", "tahoe") as (server, address):
         yield {"address": address, "data": data, "source": source}
-    finally:
-        assert stop(server) == 0
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from client_helpers import N_TAHOE, make_data
-from test_serve import start, stop
+from test_serve import serving
 
 import cellflight  # noqa: E402  (client_helpers puts this checkout's package first)
 from cellflight import _shared  # noqa: E402
@@ -32,11 +32,8 @@ TIMEOUT = 120  # seconds a DataLoader may wait for one batch before the test fai
 @pytest.fixture(scope="module")
 def address(cellflight, tmp_path_factory):
     data, _ = make_data(cellflight, tmp_path_factory.mktemp("handoff"))
-    server, address = start(cellflight, data, "--default-dataset", "tahoe")
-    try:
+    with serving(cellflight, data, "--default-dataset", "tahoe") as (server, address):
         yield address
-    finally:
-        assert stop(server) == 0
 
 
 @pytest.fixture
