@@ -90,11 +90,11 @@ def ingest_members(cellflight, members, data):
 @pytest.fixture(scope="module")
 def data(cellflight, members, tmp_path_factory):
     """part_a and part_b; `pooled` (outer) made by the command line,
-    `shared` (inner) by writing its file."""
+    `common` (inner) by writing its file."""
     data = tmp_path_factory.mktemp("collections") / "data"
     ingest_members(cellflight, members, data)
     cellflight.ok("collection", "create", "--data", data, "pooled", "--member", "part_a", "--member", "part_b")
-    (data / "shared.collection.json").write_text(json.dumps({"members": ["part_a", "part_b"], "join": "inner"}))
+    (data / "common.collection.json").write_text(json.dumps({"members": ["part_a", "part_b"], "join": "inner"}))
     return data
 
 
@@ -140,17 +140,17 @@ def test_the_gene_spaces_follow_the_documented_orders(client, members):
     outer = a + [g for g in b if g not in set(a)]
     inner = [g for g in a if g in set(b)]
     assert list(gene_space(client, "pooled")) == outer
-    assert list(gene_space(client, "shared")) == inner
+    assert list(gene_space(client, "common")) == inner
     assert len(outer) == N_POOL and len(inner) == 1500
 
 
 def test_collections_are_listed_like_datasets(client, members):
     by_name = {d.name: d for d in client.datasets()}
-    assert sorted(by_name) == ["part_a", "part_b", "pooled", "shared"]
+    assert sorted(by_name) == ["common", "part_a", "part_b", "pooled"]
     nnz = by_name["part_a"].nnz + by_name["part_b"].nnz
     assert (by_name["pooled"].n_cells, by_name["pooled"].n_genes, by_name["pooled"].nnz) == (200, N_POOL, nnz)
-    assert (by_name["shared"].n_cells, by_name["shared"].n_genes) == (200, 1500)
-    assert by_name["pooled"].version != by_name["shared"].version
+    assert (by_name["common"].n_cells, by_name["common"].n_genes) == (200, 1500)
+    assert by_name["pooled"].version != by_name["common"].version
     assert by_name["pooled"].schema.names == [
         "cell_id", "obs_name", "plate", "n_reads", "stat_n_genes", "stat_total", "donor", "source_dataset",
     ]  # fmt: skip
@@ -159,7 +159,7 @@ def test_collections_are_listed_like_datasets(client, members):
 # --- rows -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["pooled", "shared"], ids=["outer", "inner"])
+@pytest.mark.parametrize("name", ["pooled", "common"], ids=["outer", "inner"])
 @pytest.mark.parametrize("form", ["csr", "dense"])
 def test_every_row_is_the_source_row_placed_by_gene_key(client, members, name, form):
     space = gene_space(client, name)
@@ -196,9 +196,9 @@ def test_csr_values_keep_the_widest_members_type_and_sorted_genes(client, data):
 
 
 def test_normalize_total_takes_the_total_over_every_stored_gene_of_an_inner_collection(client, members):
-    space = gene_space(client, "shared")
+    space = gene_space(client, "common")
     transform = {"normalize_total": 1e4, "log1p": True}
-    for batch in client.loader("shared", batch_size=50, format="dense", transform=transform):
+    for batch in client.loader("common", batch_size=50, format="dense", transform=transform):
         for r, cell in enumerate(batch.cell_id.astype(np.int64)):
             name, local = member_of(cell)
             total = scipy.sparse.csr_matrix(members[name].X)[local].sum()
@@ -321,9 +321,9 @@ def test_genes_sums_the_members_statistics(client):
 
 
 def test_a_gene_query_picks_from_the_collections_gene_space(client, members):
-    space = gene_space(client, "shared")
+    space = gene_space(client, "common")
     picked = [g for g, i in space.items() if i % 7 == 0]
-    for batch in client.loader("shared", genes_query="gene_idx % 7 = 0", batch_size=100, format="dense"):
+    for batch in client.loader("common", genes_query="gene_idx % 7 = 0", batch_size=100, format="dense"):
         assert batch.n_genes == len(picked)
         for r, cell in enumerate(batch.cell_id.astype(np.int64)):
             expected = expected_row(members, space, cell)[[space[g] for g in picked]]
@@ -379,7 +379,7 @@ def test_a_collection_needs_a_grant_on_every_member(cellflight, data, tmp_path):
     try:
         assert listed(address, bearer(users["one"]["token"])) == ["part_a"]
         assert listed(address, bearer(users["named"]["token"])) == ["part_a"]
-        assert listed(address, bearer(users["both"]["token"])) == ["part_a", "part_b", "pooled", "shared"]
+        assert listed(address, bearer(users["both"]["token"])) == ["common", "part_a", "part_b", "pooled"]
         client = flight.connect(address)
         for who in ("one", "named"):
             command = flight.FlightDescriptor.for_command(json.dumps({"dataset": "pooled"}))
