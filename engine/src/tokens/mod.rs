@@ -5,6 +5,7 @@
 
 mod columns;
 mod geneformer;
+mod key_order;
 mod scgpt;
 mod total_order;
 mod vocabulary;
@@ -22,7 +23,8 @@ use crate::ipc::MessageBody;
 use crate::minibatch::Entries;
 use crate::transform::{AsStored, RowValues, StoredValue, Transformed};
 use columns::{Specials, TokenColumns};
-use geneformer::{normalised, rank, Ranked};
+use geneformer::{normalised, Ranking};
+use scgpt::Binning;
 use vocabulary::listed;
 pub(crate) use vocabulary::{Vocabularies, Vocabulary};
 
@@ -95,9 +97,9 @@ impl Tokenization {
         let mut columns = TokenColumns::new(layout, self.specials, cell_ids.len());
         match (self.tokenizer.kind, transform) {
             (TokenizerKind::Geneformer, _) => {
-                let mut ranked = Vec::new();
+                let mut ranking = Ranking::default();
                 for (indices, stored) in cells {
-                    self.geneformer_row(indices, stored, genes, &mut ranked, &mut columns);
+                    self.geneformer_row(indices, stored, genes, &mut ranking, &mut columns);
                 }
             }
             (TokenizerKind::Scgpt, None) => {
@@ -114,16 +116,16 @@ impl Tokenization {
         Ok(())
     }
 
-    /// One cell's rank-value encoding; `ranked` is scratch space.
+    /// One cell's rank-value encoding; `ranking` is scratch space.
     fn geneformer_row<G: GeneIndex, V: StoredValue>(
         &self,
         indices: &[G],
         stored: &[V],
         genes: &GeneSpace,
-        ranked: &mut Vec<Ranked>,
+        ranking: &mut Ranking,
         columns: &mut TokenColumns,
     ) {
-        ranked.clear();
+        ranking.clear();
         let total = V::total(stored);
         // A cell with total 0 has no gene to rank (and nothing to divide by).
         if total != 0.0 {
@@ -131,18 +133,18 @@ impl Tokenization {
                 let count = count.to_f64();
                 if self.token_ids[position as usize] != NO_TOKEN && count != 0.0 {
                     let median = self.medians[position as usize];
-                    let value = normalised(count, total, median);
-                    ranked.push(Ranked::new(value, position));
+                    ranking.push(position, normalised(count, total, median));
                 }
             });
         }
-        rank(ranked, self.tokenizer.max_genes() as usize);
-        let token = |gene: &Ranked| (self.token_ids[gene.position() as usize], 0);
-        columns.push_row(ranked.iter().map(token));
+        let ranked = ranking.ranked(genes.keeps_order(), self.tokenizer.max_genes() as usize);
+        columns.push_row(ranked.map(|position| (self.token_ids[position as usize], 0)));
     }
 
     /// Each cell's gene tokens and value bins, its values as `csr` sends
-    /// them (`row_values`).
+    /// them (`row_values`): every non-zero gene binned by the cell's
+    /// quantiles, then the genes of smallest seeded key kept if more than
+    /// fit.
     fn scgpt_rows<'a, I, V, R>(
         &self,
         cells: impl Iterator<Item = Entries<'a, I::Native, V::Native>>,
@@ -158,70 +160,28 @@ impl Tokenization {
         R: RowValues<V>,
         <R::Out as ArrowPrimitiveType>::Native: StoredValue,
     {
-        let mut scratch = Binning::default();
+        let mut binning = Binning::default();
+        let limit = self.tokenizer.max_genes() as usize;
         for ((indices, stored), &cell_id) in cells.zip(cell_ids) {
             row_values.start_row(stored);
-            scratch.genes.clear();
+            binning.clear();
             genes.for_each_kept(indices, stored, |position, value| {
                 if self.token_ids[position as usize] == NO_TOKEN {
                     return;
                 }
                 let value = row_values.value(value).to_f64();
                 if value != 0.0 {
-                    scratch.genes.push(Valued { position, value });
+                    binning.push(position, value);
                 }
             });
             if !genes.keeps_order() {
-                scratch.genes.sort_unstable_by_key(|gene| gene.position);
+                binning.order_by_position();
             }
-            self.scgpt_row(cell_id, &mut scratch, columns);
+            binning.bin(&self.levels);
+            binning.keep(limit, scgpt::cell_key(self.seed, self.epoch, cell_id));
+            let token = |(position, bin): (u32, u16)| (self.token_ids[position as usize], bin);
+            columns.push_row(binning.tokens().map(token));
         }
-    }
-
-    /// One cell's tokens from its non-zero genes in output order
-    /// (`scratch.genes`): every gene binned by the cell's quantiles, then
-    /// the genes of smallest seeded key kept if more than fit.
-    fn scgpt_row(&self, cell_id: u64, scratch: &mut Binning, columns: &mut TokenColumns) {
-        let Binning {
-            genes,
-            keys,
-            sorted,
-            edges,
-            keyed,
-        } = scratch;
-        edges.clear();
-        if !genes.is_empty() {
-            keys.clear();
-            keys.extend(genes.iter().map(|gene| total_order::key(gene.value)));
-            keys.sort_unstable();
-            sorted.clear();
-            sorted.extend(keys.iter().map(|&key| total_order::value(key)));
-            scgpt::edges_into(sorted, &self.levels, edges);
-        }
-        let limit = self.tokenizer.max_genes() as usize;
-        if genes.len() > limit {
-            let cell_key = scgpt::cell_key(self.seed, self.epoch, cell_id);
-            keyed.clear();
-            keyed.extend(
-                (genes.iter().enumerate())
-                    .map(|(i, gene)| (scgpt::gene_key(cell_key, gene.position), i as u32)),
-            );
-            // Keys are distinct: the kept set does not depend on the sort.
-            keyed.select_nth_unstable(limit - 1);
-            keyed.truncate(limit);
-            keyed.sort_unstable_by_key(|&(_, i)| i);
-            // Ascending sources at or after their slots: gathered in place.
-            for (slot, &(_, i)) in keyed.iter().enumerate() {
-                genes[slot] = genes[i as usize];
-            }
-            genes.truncate(limit);
-        }
-        let edges = &edges[..];
-        let token = |gene: &Valued| {
-            let id = self.token_ids[gene.position as usize];
-            (id, scgpt::bin(gene.value, edges))
-        };
-        columns.push_row(genes.iter().map(token));
     }
 }
 
@@ -256,26 +216,6 @@ fn output_tables(
         )));
     }
     Ok((token_ids, positive_medians))
-}
-
-/// A gene of a cell with its value (scGPT).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Valued {
-    position: u32,
-    value: f64,
-}
-
-/// scGPT's scratch space, reused from cell to cell (each buffer holds at
-/// most a cell's entries).
-#[derive(Debug, Default)]
-struct Binning {
-    genes: Vec<Valued>,
-    /// The values' [`total_order::key`]s, sorted.
-    keys: Vec<u64>,
-    sorted: Vec<f64>,
-    edges: Vec<f64>,
-    /// (seeded key, index in `genes`).
-    keyed: Vec<(u64, u32)>,
 }
 
 /// The special tokens the tokenizer writes, each of which the vocabulary

@@ -7,6 +7,9 @@
 
 use cellflight_sampler::mix;
 
+use super::key_order::{KeyOrder, Keyed};
+use super::total_order;
+
 /// SplitMix64's increment (the golden ratio).
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -54,13 +57,125 @@ pub(crate) fn edges_into(sorted: &[f64], levels: &[f64], edges: &mut Vec<f64>) {
     }));
 }
 
-/// `np.digitize(value, edges)` (right=False) for non-decreasing edges:
-/// how many edges are at most `value`. Non-zero values get 1 to
-/// `edges.len()`, equal edges resolved to the highest bin.
-#[inline]
-pub(crate) fn bin(value: f64, edges: &[f64]) -> u16 {
-    // At most 65,535 edges (n_bins ≤ 65,536).
-    edges.partition_point(|&edge| edge <= value) as u16
+/// `np.digitize(value, edges)` (right=False) for non-decreasing edges,
+/// of ascending values, in one walk along the edges: how many edges are at
+/// most the value. Non-zero values get 1 to `edges.len()`, equal edges
+/// resolved to the highest bin.
+#[derive(Debug)]
+struct AscendingBins<'a> {
+    edges: &'a [f64],
+    /// How many edges are at most the last value.
+    at_most: usize,
+}
+
+impl<'a> AscendingBins<'a> {
+    fn new(edges: &'a [f64]) -> Self {
+        Self { edges, at_most: 0 }
+    }
+
+    /// The bin of `value`, at least the last value binned.
+    #[inline]
+    fn bin(&mut self, value: f64) -> u16 {
+        while self
+            .edges
+            .get(self.at_most)
+            .is_some_and(|&edge| edge <= value)
+        {
+            self.at_most += 1;
+        }
+        // At most 65,535 edges (n_bins ≤ 65,536).
+        self.at_most as u16
+    }
+}
+
+/// A cell's non-zero genes being binned, in output order; the buffers are
+/// reused from cell to cell (each holds at most a cell's entries).
+#[derive(Debug, Default)]
+pub(crate) struct Binning {
+    /// Keys: the values' [`total_order::key`]s.
+    genes: Vec<Keyed>,
+    order: KeyOrder,
+    sorted: Vec<f64>,
+    edges: Vec<f64>,
+    /// Each gene's bin.
+    bins: Vec<u16>,
+    /// (seeded key, index in `genes`).
+    seeded: Vec<(u64, u32)>,
+}
+
+impl Binning {
+    /// Starts a cell.
+    pub(crate) fn clear(&mut self) {
+        self.genes.clear();
+    }
+
+    /// Adds the non-zero gene at output `position`.
+    #[inline]
+    pub(crate) fn push(&mut self, position: u32, value: f64) {
+        let key = total_order::key(value);
+        self.genes.push(Keyed { position, key });
+    }
+
+    /// Puts the genes, pushed in any order, in output order.
+    pub(crate) fn order_by_position(&mut self) {
+        self.genes.sort_unstable_by_key(|gene| gene.position);
+    }
+
+    /// Bins every gene by the cell's quantiles at `levels`.
+    pub(crate) fn bin(&mut self, levels: &[f64]) {
+        self.bins.clear();
+        if self.genes.is_empty() {
+            return;
+        }
+        self.order.sort(&self.genes);
+        let genes = &self.genes;
+        self.sorted.clear();
+        (self.sorted).extend(
+            self.order
+                .places()
+                .map(|place| total_order::value(genes[place].key)),
+        );
+        edges_into(&self.sorted, levels, &mut self.edges);
+        self.bins.resize(genes.len(), 0);
+        let mut bins = AscendingBins::new(&self.edges);
+        for (place, &value) in self.order.places().zip(&self.sorted) {
+            self.bins[place] = bins.bin(value);
+        }
+    }
+
+    /// Keeps, of more than `limit` genes, the `limit` of smallest
+    /// [`gene_key`] under `cell_key`, still in output order.
+    pub(crate) fn keep(&mut self, limit: usize, cell_key: u64) {
+        if self.genes.len() <= limit {
+            return;
+        }
+        if limit == 0 {
+            self.genes.clear();
+            self.bins.clear();
+            return;
+        }
+        self.seeded.clear();
+        self.seeded.extend(
+            (self.genes.iter().enumerate())
+                .map(|(i, gene)| (gene_key(cell_key, gene.position), i as u32)),
+        );
+        // Keys are distinct: the kept set does not depend on the sort.
+        self.seeded.select_nth_unstable(limit - 1);
+        self.seeded.truncate(limit);
+        self.seeded.sort_unstable_by_key(|&(_, i)| i);
+        // Ascending sources at or after their slots: gathered in place.
+        for (slot, &(_, i)) in self.seeded.iter().enumerate() {
+            self.genes[slot] = self.genes[i as usize];
+            self.bins[slot] = self.bins[i as usize];
+        }
+        self.genes.truncate(limit);
+        self.bins.truncate(limit);
+    }
+
+    /// The genes' (output position, bin), in output order.
+    pub(crate) fn tokens(&self) -> impl Iterator<Item = (u32, u16)> + '_ {
+        (self.genes.iter().zip(&self.bins)).map(|(gene, &bin)| (gene.position, bin))
+    }
 }
 
 /// SplitMix64's output for state `x`.
@@ -108,11 +223,47 @@ mod tests {
     #[test]
     fn a_value_bins_by_the_edges_at_most_it_and_equal_edges_take_the_highest() {
         let edges = [1.0, 1.0, 1.0, 2.0, 5.0];
-        assert_eq!(bin(1.0, &edges), 3);
-        assert_eq!(bin(1.5, &edges), 3);
-        assert_eq!(bin(2.0, &edges), 4);
-        assert_eq!(bin(5.0, &edges), 5, "the largest value: the last bin");
-        assert_eq!(bin(0.5, &edges), 0);
+        let mut bins = AscendingBins::new(&edges);
+        let values = [0.5, 1.0, 1.0, 1.5, 2.0, 4.9, 5.0, 7.0];
+        let binned: Vec<u16> = values.iter().map(|&value| bins.bin(value)).collect();
+        assert_eq!(binned, [0, 3, 3, 3, 4, 4, 5, 5]);
+    }
+
+    /// A cell's (position, bin) after binning `values` (positions 0, 1, …)
+    /// into 5 bins and keeping `limit`.
+    fn binned(values: &[f64], limit: usize) -> Vec<(u32, u16)> {
+        let mut binning = Binning::default();
+        for (position, &value) in values.iter().enumerate() {
+            binning.push(position as u32, value);
+        }
+        binning.bin(&levels(5));
+        binning.keep(limit, cell_key(7, 1, 3));
+        binning.tokens().collect()
+    }
+
+    #[test]
+    fn genes_keep_their_order_and_bin_by_the_cells_quantiles() {
+        // np.quantile([1, 2, 4, 8], [0, 1/3, 2/3, 1]) = [1, 2, 4, 8].
+        assert_eq!(
+            binned(&[8.0, 1.0, 4.0, 2.0], 10),
+            [(0, 4), (1, 1), (2, 3), (3, 2)]
+        );
+        assert_eq!(binned(&[], 10), []);
+    }
+
+    #[test]
+    fn the_genes_kept_are_those_of_smallest_seeded_key_with_their_bins() {
+        let values = [8.0, 1.0, 4.0, 2.0, 3.0];
+        let all = binned(&values, 5);
+        let kept = binned(&values, 2);
+        let key = cell_key(7, 1, 3);
+        let mut by_key: Vec<u32> = (0..5).collect();
+        by_key.sort_by_key(|&position| gene_key(key, position));
+        let mut wanted: Vec<u32> = by_key[..2].to_vec();
+        wanted.sort_unstable();
+        let expected: Vec<(u32, u16)> = wanted.iter().map(|&p| all[p as usize]).collect();
+        assert_eq!(kept, expected, "bins are those of the whole cell");
+        assert_eq!(binned(&values, 0), []);
     }
 
     #[test]

@@ -82,10 +82,10 @@ fn tokens_of(t: &Tokenization, finished: Vec<ArrayRef>) -> Vec<(Vec<u32>, Vec<u1
 
 fn geneformer(t: &Tokenization, genes: &GeneSpace, rows: Rows) -> Vec<Vec<u32>> {
     let mut columns = TokenColumns::new(t.tokenizer.layout(), t.specials, rows.len());
-    let mut ranked = Vec::new();
+    let mut ranking = Ranking::default();
     for row in rows {
         let (indices, counts) = split(row);
-        t.geneformer_row(&indices, &counts, genes, &mut ranked, &mut columns);
+        t.geneformer_row(&indices, &counts, genes, &mut ranking, &mut columns);
     }
     tokens_of(t, columns.finish())
         .into_iter()
