@@ -2,7 +2,9 @@
 //! fetch's cell ids split by member, each member's rows read, their genes
 //! moved to the collection's stored positions (re-sorted in a row when a
 //! member's gene order differs from the collection's) and their values
-//! cast to the collection's value type, the widest of its members'.
+//! cast to the collection's value type, the widest of its members'. A
+//! member stored as the collection stores it (the first member of an
+//! outer collection, of the widest type) lends its rows as they are.
 
 use std::sync::Arc;
 
@@ -25,6 +27,8 @@ pub(crate) struct CollectionRows {
     members: Vec<MappedMatrix>,
     index_type: IndexType,
     value_type: DataType,
+    /// Per member: whether its stored gene positions are the collection's.
+    same_genes: Vec<bool>,
 }
 
 /// One member's rows of a fetch, remapped: its item arrays and the
@@ -43,12 +47,26 @@ impl CollectionRows {
             .members()
             .iter()
             .map(|m| MappedMatrix::of(m.clone()));
+        let same_genes = (0..collection.members().len())
+            .map(|member| is_identity(collection.member_gene_positions(member)))
+            .collect();
         Some(Self {
             members: members.collect::<Option<_>>()?,
+            same_genes,
             collection,
             index_type,
             value_type: value_type.arrow(),
         })
+    }
+
+    /// Whether member `member`'s `rows` are already as the collection
+    /// stores them: same gene positions, index type and value type.
+    fn lends(&self, member: usize, rows: &FetchRows) -> bool {
+        self.same_genes[member]
+            && rows.items.iter().all(|(indices, values)| {
+                indices.data_type() == &self.index_type.arrow()
+                    && values.data_type() == &self.value_type
+            })
     }
 
     /// Member `member`'s rows of `rows` (read from it) in the stored space.
@@ -122,6 +140,11 @@ impl CollectionRows {
     }
 }
 
+/// Whether `positions` maps every gene to its own index.
+fn is_identity(positions: &[u32]) -> bool {
+    (positions.iter().enumerate()).all(|(gene, &position)| position as usize == gene)
+}
+
 /// `cell_ids` (ascending) split by member: each member holding some, with
 /// their ids in it.
 fn by_member(offsets: &[u64], cell_ids: &[u64]) -> Vec<(usize, Vec<u64>)> {
@@ -145,7 +168,15 @@ impl RowSource for CollectionRows {
         let mut items = Vec::new();
         let mut entries = Vec::with_capacity(cell_ids.len());
         for (member, ids) in by_member(self.collection.offsets(), &cell_ids) {
-            let rows = self.remap(member, &self.members[member].read(ids)?)?;
+            let rows = self.members[member].read(ids)?;
+            if self.lends(member, &rows) {
+                let first = items.len() as u32;
+                let lent = rows.entries.iter();
+                entries.extend(lent.map(|&(slice, start, len)| (first + slice, start, len)));
+                items.extend(rows.items);
+                continue;
+            }
+            let rows = self.remap(member, &rows)?;
             let slice = items.len() as u32;
             let mut start = 0;
             for len in rows.lengths {
