@@ -99,8 +99,8 @@ pub(crate) struct Binning {
     edges: Vec<f64>,
     /// Each gene's bin.
     bins: Vec<u16>,
-    /// (seeded key, index in `genes`).
-    seeded: Vec<(u64, u32)>,
+    /// The genes' seeded keys, selected among.
+    seeded: Vec<u64>,
 }
 
 impl Binning {
@@ -155,18 +155,22 @@ impl Binning {
             return;
         }
         self.seeded.clear();
-        self.seeded.extend(
-            (self.genes.iter().enumerate())
-                .map(|(i, gene)| (gene_key(cell_key, gene.position), i as u32)),
+        (self.seeded).extend(
+            self.genes
+                .iter()
+                .map(|gene| gene_key(cell_key, gene.position)),
         );
-        // Keys are distinct: the kept set does not depend on the sort.
-        self.seeded.select_nth_unstable(limit - 1);
-        self.seeded.truncate(limit);
-        self.seeded.sort_unstable_by_key(|&(_, i)| i);
-        // Ascending sources at or after their slots: gathered in place.
-        for (slot, &(_, i)) in self.seeded.iter().enumerate() {
-            self.genes[slot] = self.genes[i as usize];
-            self.bins[slot] = self.bins[i as usize];
+        // Keys are distinct: exactly `limit` genes have a key at most the
+        // `limit`-th smallest, kept in place in output order.
+        let (_, &mut largest_kept, _) = self.seeded.select_nth_unstable(limit - 1);
+        let mut slot = 0;
+        for place in 0..self.genes.len() {
+            let gene = self.genes[place];
+            if gene_key(cell_key, gene.position) <= largest_kept {
+                self.genes[slot] = gene;
+                self.bins[slot] = self.bins[place];
+                slot += 1;
+            }
         }
         self.genes.truncate(limit);
         self.bins.truncate(limit);
