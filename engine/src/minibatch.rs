@@ -14,7 +14,7 @@ use arrow_array::{
 use arrow_buffer::{ArrowNativeType, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, SchemaRef};
 use cellflight_sampler::Batch;
-use cellflight_schemas::{Format, IndexType, MinibatchLayout, Transform, ValueType};
+use cellflight_schemas::{IndexType, MinibatchLayout, Transform, ValueType};
 
 use crate::columns::CachedColumn;
 use crate::error::EngineError;
@@ -34,8 +34,18 @@ pub(crate) struct Output {
     pub(crate) obs: Vec<Arc<CachedColumn>>,
     /// The stored matrix's types.
     pub(crate) stored: (IndexType, ValueType),
-    /// Format `tokens`: how cells become tokens.
-    pub(crate) tokens: Option<Tokenization>,
+    pub(crate) expression: ExpressionColumns,
+}
+
+/// What a minibatch holds of its cells' expression, by the stream's format.
+#[derive(Debug)]
+pub(crate) enum ExpressionColumns {
+    /// Each cell's kept entries: gene positions and values.
+    Csr,
+    /// Each cell's values over the whole output gene space.
+    Dense,
+    /// Each cell's tokens, made as the tokenization says.
+    Tokens(Tokenization),
 }
 
 /// Gene indices and values, side by side: of a stored slice, or of a row.
@@ -144,24 +154,25 @@ impl Output {
             (&indices[range.clone()], &values[range])
         });
         let n_cells = picked.entries.len();
-        if let Some(tokens) = &self.tokens {
-            let ids = picked.cell_ids;
-            return tokens.write::<I, V>(cells, ids, self.transform, &self.genes, body);
-        }
-        match (self.layout.format, self.transform) {
-            (Format::Tokens, _) => unreachable!("a tokens plan has its tokenization"),
-            (Format::Csr, None) if self.genes.is_all() => {
+        match (&self.expression, self.transform) {
+            (ExpressionColumns::Tokens(tokens), transform) => {
+                let ids = picked.cell_ids;
+                return tokens.write::<I, V>(cells, ids, transform, &self.genes, body);
+            }
+            (ExpressionColumns::Csr, None) if self.genes.is_all() => {
                 csr_stored::<I, V>(cells, picked.nnz, body);
             }
-            (Format::Csr, None) => self.csr_body::<I, V, _>(cells, picked.nnz, AsStored, body)?,
-            (Format::Csr, Some(transform)) => {
+            (ExpressionColumns::Csr, None) => {
+                self.csr_body::<I, V, _>(cells, picked.nnz, AsStored, body)?
+            }
+            (ExpressionColumns::Csr, Some(transform)) => {
                 let transformed = Transformed::new(transform);
                 self.csr_body::<I, V, _>(cells, picked.nnz, transformed, body)?
             }
-            (Format::Dense, None) => {
+            (ExpressionColumns::Dense, None) => {
                 body.array(self.dense::<I, V, _>(cells, n_cells, AsFloat32).as_ref())?
             }
-            (Format::Dense, Some(transform)) => {
+            (ExpressionColumns::Dense, Some(transform)) => {
                 let transformed = Transformed::new(transform);
                 body.array(self.dense::<I, V, _>(cells, n_cells, transformed).as_ref())?
             }

@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::genes::GeneSpace;
 use crate::ipc::is_supported;
-use crate::minibatch::Output;
+use crate::minibatch::{ExpressionColumns, Output};
 use crate::partition::SEND_QUEUE_BYTES;
 use crate::rows::{MappedMatrix, RowSource};
 use crate::tokens::{Tokenization, Vocabulary};
@@ -95,11 +95,14 @@ impl Plan {
             .unwrap_or(dataset.n_stored_genes());
         let max_minibatch_bytes = layout.max_batch_bytes(request.batch_size, max_cell_genes);
         check_minibatch_bytes(max_minibatch_bytes, &layout, request.batch_size)?;
-        let tokens = match (&request.tokenizer, &vocabulary) {
-            (Some(tokenizer), Some(vocabulary)) => {
-                Some(tokenization(engine, &dataset, &request, tokenizer, vocabulary, &genes).await?)
-            }
-            _ => None,
+        // A validated request has a tokenizer exactly when its format is
+        // `tokens`, and a vocabulary was loaded for that tokenizer.
+        let expression = match request.tokenizer.as_ref().zip(vocabulary.as_deref()) {
+            Some((tokenizer, vocabulary)) => ExpressionColumns::Tokens(
+                tokenization(engine, &dataset, &request, tokenizer, vocabulary, &genes).await?,
+            ),
+            None if request.format == Format::Dense => ExpressionColumns::Dense,
+            None => ExpressionColumns::Csr,
         };
         let obs = obs_columns(engine, &dataset, &request.obs_columns).await?;
         let obs_fields: Vec<_> = obs.iter().map(|c| c.field().clone()).collect();
@@ -110,7 +113,7 @@ impl Plan {
             transform: request.transform,
             obs,
             stored,
-            tokens,
+            expression,
         };
         let cohort = StreamCohort::resolve(engine, snapshot, &dataset, &request).await?;
         let sampler = cohort.plan(&sampler_config(&request, cohort.len()))?;

@@ -16,6 +16,9 @@ use arrow_schema::{DataType, Field, Schema};
 use cellflight_schemas::{Categorical, CollectionDefinition, DatasetName, Join, ValueType};
 use cellflight_store::*;
 
+mod support;
+use support::test_description;
+
 /// One member to write: its genes (by `gene_id`), rows as (gene, value)
 /// entries, and obs columns beside `obs_name`.
 struct Member {
@@ -72,16 +75,7 @@ fn write(dir: &Path, member: &Member) -> Arc<Dataset> {
         values: &values,
     });
     writer.append(rows, &obs).unwrap();
-    let description = DatasetDescription {
-        cell_categoricals: member.categoricals.clone(),
-        gene_categoricals: vec![],
-        origin: Origin {
-            source: "test".into(),
-            matrix: "X".into(),
-            parameters: None,
-        },
-        skipped: vec![],
-    };
+    let description = test_description(member.categoricals.clone());
     writer.finish(&genes, description).unwrap();
     Arc::new(Dataset::open(&target).unwrap())
 }

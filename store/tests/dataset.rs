@@ -11,6 +11,9 @@ use arrow_schema::{DataType, Field, Schema};
 use cellflight_schemas::{Categorical, ValueType};
 use cellflight_store::*;
 
+mod support;
+use support::test_description;
+
 /// A tiny matrix: 5 cells × 4 genes, with an explicit zero and an empty cell.
 struct Example {
     indptr: Vec<u64>,
@@ -51,18 +54,12 @@ fn genes(n: usize) -> RecordBatch {
 
 fn description() -> DatasetDescription {
     DatasetDescription {
-        cell_categoricals: vec![Categorical {
+        skipped: vec!["uns".into()],
+        ..test_description(vec![Categorical {
             column: "plate".into(),
             categories: vec!["p1".into(), "p2".into(), "p3".into()],
             ordered: false,
-        }],
-        gene_categoricals: vec![],
-        origin: Origin {
-            source: "test".into(),
-            matrix: "X".into(),
-            parameters: None,
-        },
-        skipped: vec!["uns".into()],
+        }])
     }
 }
 

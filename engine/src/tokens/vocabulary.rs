@@ -1,15 +1,21 @@
 //! Token tables a server holds: `NAME.vocabulary.parquet` files in its
 //! vocabulary directory, with a `key` (a gene key or a special token), a
-//! `token_id` and a `median` column (docs/protocol.md). A table is read
-//! whole when a request names it, and known by the SHA-256 of its bytes:
-//! that hash is its version, which tickets carry, and the key of a
-//! bounded cache of parsed tables, so a file replaced under the same name
-//! is parsed anew and a ticket of the old one is refused.
+//! `token_id` and a `median` column (docs/protocol.md). A table is known
+//! by the SHA-256 of its file's bytes: that hash is its version, which
+//! tickets carry, and the key of a bounded cache of parsed tables. Each
+//! request naming a vocabulary opens its file: while the file is as it was
+//! when last read (by `fstat` of the open file, [`known_files`]), its
+//! hash and parsed table are taken from memory; else it is read whole,
+//! hashed and, if new, parsed. So a file replaced under the same name
+//! (renamed over, or rewritten in place) is picked up by the next plan,
+//! and a ticket of the old one is refused.
+
+mod known_files;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -25,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use known_files::{FileState, KnownHashes};
 
 /// The largest vocabulary file read, in bytes.
 pub(crate) const MAX_VOCABULARY_BYTES: u64 = 64 << 20;
@@ -82,11 +89,13 @@ impl CacheCost for Vocabulary {
     }
 }
 
-/// The vocabulary directory, and the tables parsed from it by hash.
+/// The vocabulary directory, the tables parsed from it by hash, and the
+/// hash of each file by name while the file is unchanged.
 #[derive(Debug)]
 pub(crate) struct Vocabularies {
     directory: Option<PathBuf>,
     parsed: ByteLru<String, Vocabulary>,
+    known: KnownHashes,
 }
 
 impl Vocabularies {
@@ -99,11 +108,12 @@ impl Vocabularies {
         Self {
             directory,
             parsed: ByteLru::new(VOCABULARY_CACHE_BYTES),
+            known: KnownHashes::default(),
         }
     }
 
-    /// Vocabulary `name` as its file is now: read and hashed each time
-    /// (a small file), parsed only when its hash is new.
+    /// Vocabulary `name` as its file is now: from memory while the file is
+    /// unchanged, else read and hashed, and parsed when its hash is new.
     pub(crate) async fn load(&self, name: &str) -> Result<Arc<Vocabulary>, EngineError> {
         let Some(directory) = &self.directory else {
             return Err(EngineError::UnknownVocabulary {
@@ -113,16 +123,38 @@ impl Vocabularies {
         };
         let path = directory.join(format!("{name}{FILE_SUFFIX}"));
         let owned = name.to_owned();
-        let read = move || read_hashed(&owned, &path);
+        let opening = move || open(&owned, path);
+        let opened = blocking("opening a vocabulary", opening).await?;
+        let (file, state) = opened.inspect_err(|_| self.known.forget(name))?;
+        if let Some(unchanged) = self.unchanged(name, &state) {
+            return Ok(unchanged);
+        }
+        let owned = name.to_owned();
+        let read = move || read_hashed(&owned, file);
         let (bytes, hash) = blocking("reading a vocabulary", read).await??;
-        let (name, version) = (name.to_owned(), hash.clone());
-        let parsing = move || parse(name, version, &bytes);
-        self.parsed
+        let (owned, version) = (name.to_owned(), hash.clone());
+        let parsing = move || parse(owned, version, &bytes);
+        let vocabulary = (self.parsed)
             .get_or_try_insert(&hash, || async move {
                 blocking("parsing a vocabulary", parsing).await?
             })
-            .await
+            .await?;
+        self.known.remember(name, state, hash);
+        Ok(vocabulary)
     }
+
+    /// The table of `name` if its file is in the `state` it was last read
+    /// in, and that table is still cached.
+    fn unchanged(&self, name: &str, state: &FileState) -> Option<Arc<Vocabulary>> {
+        self.parsed.get(&self.known.hash(name, state)?)
+    }
+}
+
+/// A vocabulary file opened for reading, and its path (for errors).
+#[derive(Debug)]
+struct OpenFile {
+    file: File,
+    path: PathBuf,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -137,20 +169,31 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-/// The file's bytes (at most [`MAX_VOCABULARY_BYTES`]) and their hash.
-fn read_hashed(name: &str, path: &Path) -> Result<(Bytes, String), EngineError> {
-    let unknown = || EngineError::UnknownVocabulary {
-        name: name.to_owned(),
-        path: Some(path.to_owned()),
-    };
-    let file = File::open(path).map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => unknown(),
-        _ => bad(name, format!("{}: {error}", path.display())),
+/// The file at `path`, opened, and its state from the open file's
+/// metadata: of the file then read, whatever the path names by then.
+fn open(name: &str, path: PathBuf) -> Result<(OpenFile, FileState), EngineError> {
+    let unreadable = |error: std::io::Error| bad(name, format!("{}: {error}", path.display()));
+    let file = File::open(&path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => EngineError::UnknownVocabulary {
+            name: name.to_owned(),
+            path: Some(path.clone()),
+        },
+        _ => unreadable(error),
     })?;
+    let state = file
+        .metadata()
+        .and_then(|metadata| FileState::of(&metadata))
+        .map_err(unreadable)?;
+    Ok((OpenFile { file, path }, state))
+}
+
+/// The file's bytes (at most [`MAX_VOCABULARY_BYTES`]) and their hash.
+fn read_hashed(name: &str, open: OpenFile) -> Result<(Bytes, String), EngineError> {
     let mut bytes = Vec::new();
-    file.take(MAX_VOCABULARY_BYTES + 1)
+    (open.file)
+        .take(MAX_VOCABULARY_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|error| bad(name, format!("{}: {error}", path.display())))?;
+        .map_err(|error| bad(name, format!("{}: {error}", open.path.display())))?;
     if bytes.len() as u64 > MAX_VOCABULARY_BYTES {
         return Err(bad(
             name,
@@ -314,7 +357,9 @@ impl Columns {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
 
     use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
     use parquet::arrow::ArrowWriter;
@@ -389,13 +434,118 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.vocabulary.parquet");
         std::fs::write(&path, vec![0u8; MAX_VOCABULARY_BYTES as usize + 1]).unwrap();
-        let error = read_hashed("big", &path).unwrap_err().to_string();
+        let (file, _) = open("big", path).unwrap();
+        let error = read_hashed("big", file).unwrap_err().to_string();
         assert!(error.contains("larger than 67108864 bytes"), "{error}");
-        let error = read_hashed("none", &dir.path().join("none.vocabulary.parquet"));
+        let error = open("none", dir.path().join("none.vocabulary.parquet"));
         assert!(matches!(error, Err(EngineError::UnknownVocabulary { .. })));
         let garbage = Bytes::from_static(b"not parquet at all");
         let error = parse("g".into(), hash_of(&garbage), &garbage).unwrap_err();
         assert!(error.to_string().contains("not a Parquet file"), "{error}");
+    }
+
+    /// Vocabularies served from `dir`, a directory without datasets.
+    fn vocabularies(dir: &tempfile::TempDir) -> Vocabularies {
+        Vocabularies::of(&EngineConfig::new(dir.path()))
+    }
+
+    /// Writes a vocabulary file at `path` giving gene `G1` token id `id`
+    /// (any id makes as many bytes), last modified at `modified`.
+    fn write_g1(path: &Path, id: i64, modified: SystemTime) -> FileState {
+        std::fs::write(path, vocabulary_file(&[("G1", id, Some(1.0))])).unwrap();
+        let file = File::options().write(true).open(path).unwrap();
+        file.set_modified(modified).unwrap();
+        FileState::of(&file.metadata().unwrap()).unwrap()
+    }
+
+    /// [`write_g1`] as vocabulary `gf`, modified `age` ago.
+    fn write_gf(dir: &tempfile::TempDir, id: i64, age: Duration) -> FileState {
+        write_g1(&gf_path(dir), id, SystemTime::now() - age)
+    }
+
+    fn gf_path(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("gf.vocabulary.parquet")
+    }
+
+    fn inode_and_size(path: &Path) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).unwrap();
+        (metadata.ino(), metadata.size())
+    }
+
+    fn token_of_g1(vocabulary: &Vocabulary) -> u32 {
+        vocabulary.get("G1").unwrap().token_id
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn an_unchanged_file_is_served_from_memory_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocabularies = vocabularies(&dir);
+        let state = write_gf(&dir, 7, HOUR);
+        let first = vocabularies.load("gf").await.unwrap();
+        let remembered = vocabularies.unchanged("gf", &state).unwrap();
+        assert!(Arc::ptr_eq(&remembered, &first), "known without a read");
+        let again = vocabularies.load("gf").await.unwrap();
+        assert!(Arc::ptr_eq(&again, &first));
+    }
+
+    #[tokio::test]
+    async fn a_file_rewritten_in_place_to_as_many_bytes_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocabularies = vocabularies(&dir);
+        write_gf(&dir, 7, HOUR);
+        let before = inode_and_size(&gf_path(&dir));
+        let first = vocabularies.load("gf").await.unwrap();
+        write_gf(&dir, 8, HOUR - Duration::from_secs(1));
+        assert_eq!(inode_and_size(&gf_path(&dir)), before);
+        let second = vocabularies.load("gf").await.unwrap();
+        assert_eq!((token_of_g1(&first), token_of_g1(&second)), (7, 8));
+        assert_ne!(second.hash, first.hash);
+    }
+
+    #[tokio::test]
+    async fn a_file_renamed_over_with_the_same_size_and_times_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocabularies = vocabularies(&dir);
+        let modified = SystemTime::now() - HOUR;
+        write_g1(&gf_path(&dir), 7, modified);
+        let first = vocabularies.load("gf").await.unwrap();
+        let staged = dir.path().join("staged");
+        write_g1(&staged, 8, modified);
+        assert_eq!(inode_and_size(&staged).1, inode_and_size(&gf_path(&dir)).1);
+        std::fs::rename(&staged, gf_path(&dir)).unwrap();
+        let second = vocabularies.load("gf").await.unwrap();
+        assert_eq!((token_of_g1(&first), token_of_g1(&second)), (7, 8));
+    }
+
+    #[tokio::test]
+    async fn a_file_written_just_now_is_read_again_however_soon_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocabularies = vocabularies(&dir);
+        // Written in place twice, likely within one tick of the file
+        // system's clock: the same inode, size and times.
+        let write = |id| std::fs::write(gf_path(&dir), vocabulary_file(&[("G1", id, None)]));
+        write(7).unwrap();
+        let first = vocabularies.load("gf").await.unwrap();
+        let state = FileState::of(&std::fs::metadata(gf_path(&dir)).unwrap()).unwrap();
+        assert!(vocabularies.unchanged("gf", &state).is_none());
+        write(8).unwrap();
+        let second = vocabularies.load("gf").await.unwrap();
+        assert_eq!((token_of_g1(&first), token_of_g1(&second)), (7, 8));
+    }
+
+    #[tokio::test]
+    async fn a_removed_file_is_unknown_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocabularies = vocabularies(&dir);
+        let state = write_gf(&dir, 7, HOUR);
+        vocabularies.load("gf").await.unwrap();
+        std::fs::remove_file(gf_path(&dir)).unwrap();
+        let error = vocabularies.load("gf").await.unwrap_err();
+        assert!(matches!(error, EngineError::UnknownVocabulary { .. }));
+        assert!(vocabularies.unchanged("gf", &state).is_none());
     }
 
     #[test]

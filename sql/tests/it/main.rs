@@ -15,3 +15,5 @@ mod collection;
 mod common;
 mod refusals;
 mod sql;
+#[path = "../../../store/tests/support/mod.rs"]
+mod store_support;

@@ -1,6 +1,7 @@
 //! Queries over the catalog answer what the Parquet files say.
 
 use crate::common;
+use crate::store_support::test_description;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,9 +11,7 @@ use cellflight_sql::{
     describe_query, open_query, run_query, CatalogSnapshot, QueryResult, ScalarValue, SqlError,
     SqlErrorKind,
 };
-use cellflight_store::{
-    CellRows, Dataset, DatasetDescription, DatasetSpec, DatasetWriter, Origin, WriteMode,
-};
+use cellflight_store::{CellRows, Dataset, DatasetSpec, DatasetWriter, WriteMode};
 use common::*;
 use datafusion::arrow::array::{
     ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBatch, StringArray,
@@ -356,20 +355,11 @@ fn nulls_dataset(root: &std::path::Path) -> Arc<Dataset> {
         vec![Arc::new(StringArray::from(vec!["g1", "g2"]))],
     )
     .unwrap();
-    let description = DatasetDescription {
-        cell_categoricals: vec![Categorical {
-            column: "plate".into(),
-            categories: vec!["p1".into(), "p2".into()],
-            ordered: false,
-        }],
-        gene_categoricals: vec![],
-        origin: Origin {
-            source: "test".into(),
-            matrix: "X".into(),
-            parameters: None,
-        },
-        skipped: vec![],
-    };
+    let description = test_description(vec![Categorical {
+        column: "plate".into(),
+        categories: vec!["p1".into(), "p2".into()],
+        ordered: false,
+    }]);
     writer.finish(&genes, description).unwrap();
     Arc::new(Dataset::open(&target).unwrap())
 }
