@@ -99,8 +99,10 @@ pub(crate) struct Binning {
     edges: Vec<f64>,
     /// Each gene's bin.
     bins: Vec<u16>,
-    /// The genes' seeded keys, selected among.
+    /// The genes' seeded keys, by place.
     seeded: Vec<u64>,
+    /// The seeded keys, reordered while selecting.
+    selecting: Vec<u64>,
 }
 
 impl Binning {
@@ -160,14 +162,14 @@ impl Binning {
                 .iter()
                 .map(|gene| gene_key(cell_key, gene.position)),
         );
+        self.selecting.clone_from(&self.seeded);
         // Keys are distinct: exactly `limit` genes have a key at most the
         // `limit`-th smallest, kept in place in output order.
-        let (_, &mut largest_kept, _) = self.seeded.select_nth_unstable(limit - 1);
+        let (_, &mut largest_kept, _) = self.selecting.select_nth_unstable(limit - 1);
         let mut slot = 0;
-        for place in 0..self.genes.len() {
-            let gene = self.genes[place];
-            if gene_key(cell_key, gene.position) <= largest_kept {
-                self.genes[slot] = gene;
+        for (place, &key) in self.seeded.iter().enumerate() {
+            if key <= largest_kept {
+                self.genes[slot] = self.genes[place];
                 self.bins[slot] = self.bins[place];
                 slot += 1;
             }
