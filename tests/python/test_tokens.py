@@ -30,7 +30,7 @@ from cellflight_dataset import load_dataset
 from test_serve import serving
 
 from cellflight.torch import CellDataset  # noqa: E402
-from cellflight.vocabulary import from_geneformer, write_vocabulary  # noqa: E402
+from cellflight.vocabulary import from_geneformer, from_scgpt, write_vocabulary  # noqa: E402
 
 PAD, CLS, EOS = 0, 1, 2
 MEDIANS = np.array([0.5, 1.0, 2.0, 4.0])  # few distinct medians: ties within a cell are common
@@ -65,7 +65,10 @@ def data(cellflight, data_file, vocabulary, tmp_path_factory):
     (data / "tokens.pkl").write_bytes(pickle.dumps(tokens))
     (data / "medians.pkl").write_bytes(pickle.dumps(medians))
     from_geneformer(data / "tokens.pkl", data / "medians.pkl", data / "gf.vocabulary.parquet")
-    write_vocabulary(data / "sc.vocabulary.parquet", tokens)
+    # scGPT's published vocab.json names its end-of-cell token <eoc>.
+    scgpt_vocab = {("<eoc>" if key == "<eos>" else key): token for key, token in tokens.items()}
+    (data / "vocab.json").write_text(json.dumps(scgpt_vocab))
+    from_scgpt(data / "vocab.json", data / "sc.vocabulary.parquet")
     first = next(k for k in tokens if not k.startswith("<"))
     write_vocabulary(data / "twice.vocabulary.parquet", {**tokens, first: CLS}, medians)
     # A repeated key: written by hand, as a dict cannot hold one.
@@ -309,6 +312,27 @@ def test_the_seeded_choice_changes_with_the_epoch_and_not_with_the_partitioning(
 
 
 # --- plans, tickets, refusals --------------------------------------------------------
+
+
+def test_scgpts_vocab_json_converts_with_its_end_of_cell_token_as_eos(data):
+    table = pq.read_table(data / "sc.vocabulary.parquet")
+    ids = dict(zip(table.column("key").to_pylist(), table.column("token_id").to_pylist()))
+    assert ids["<eos>"] == EOS and "<eoc>" not in ids
+    assert table.column("median").null_count == len(table), "scGPT has no medians"
+
+
+@pytest.mark.parametrize(
+    "vocab, words",
+    [
+        ({"<eoc>": 2, "<eos>": 3}, "both <eoc> and <eos>"),
+        ({"A1BG": "7"}, "token ids must be integers"),
+        ({"A1BG": True}, "token ids must be integers"),
+    ],
+)
+def test_an_unusable_scgpt_vocabulary_is_refused_saying_why(tmp_path, vocab, words):
+    with pytest.raises(ValueError, match=words):
+        from_scgpt(vocab, tmp_path / "x.vocabulary.parquet")
+
 
 
 def test_the_plan_and_its_tickets_carry_the_tokenizer_and_the_vocabulary_hash(client, data):

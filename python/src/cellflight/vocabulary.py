@@ -5,13 +5,15 @@ special token such as `<pad>`, `<cls>`, `<eos>`), `token_id` (uint32) and
 `median` (float64, null where there is none; Geneformer needs one for each
 gene it tokenizes).
 
-    from cellflight.vocabulary import from_geneformer
+    from cellflight.vocabulary import from_geneformer, from_scgpt
     from_geneformer("token_dictionary_gc104M.pkl", "gene_median_dictionary_gc104M.pkl",
                     "data/geneformer.vocabulary.parquet")
+    from_scgpt("scGPT_human/vocab.json", "data/scgpt.vocabulary.parquet")
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -74,3 +76,30 @@ def from_geneformer(
     tokens = _unpickled(token_dictionary)
     medians = _unpickled(gene_median_dictionary)
     return write_vocabulary(path, tokens, {key: float(value) for key, value in medians.items()})
+
+
+# scGPT's end-of-cell token, which is the server's `<eos>`.
+SCGPT_END_OF_CELL = "<eoc>"
+
+
+def from_scgpt(vocab_json: str | os.PathLike | Mapping[str, int], path: str | os.PathLike) -> Path:
+    """Converts scGPT's published vocabulary (the `vocab.json` beside a
+    pretrained model: a JSON object of gene symbol or special token → token
+    id, its specials `<pad>`, `<cls>` and `<eoc>`), or the dict itself, into
+    the vocabulary file `path`. `<eoc>`, scGPT's end of cell, becomes the
+    server's `<eos>` (written by `"eos": true`). Keys are gene symbols:
+    request with the `gene_column` holding them."""
+    if isinstance(vocab_json, Mapping):
+        tokens = vocab_json
+    else:
+        with open(vocab_json, encoding="utf-8") as file:
+            tokens = json.load(file)
+    if not isinstance(tokens, Mapping):
+        raise TypeError(f"{vocab_json}: expected a JSON object of token → id, found {type(tokens).__name__}")
+    bad = [key for key, value in tokens.items() if isinstance(value, bool) or not isinstance(value, int)]
+    if bad:
+        raise ValueError(f"{vocab_json}: token ids must be integers; not for {bad[:5]}")
+    if SCGPT_END_OF_CELL in tokens and "<eos>" in tokens:
+        raise ValueError(f"{vocab_json}: has both {SCGPT_END_OF_CELL} and <eos>; the server's <eos> would be ambiguous")
+    renamed = {("<eos>" if key == SCGPT_END_OF_CELL else key): value for key, value in tokens.items()}
+    return write_vocabulary(path, renamed)
