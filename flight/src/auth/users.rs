@@ -32,7 +32,8 @@ pub enum UsersError {
     #[error("cannot read it: {0}")]
     Unreadable(#[from] std::io::Error),
     #[error(
-        "it is readable by other users of this host (mode {mode:o}); it holds secrets: chmod 600 it"
+        "it is readable by other users of this host or writable by its group (mode {mode:o}); \
+         it holds secrets: chmod 600 it (or 640 / 440 with a group only the server's user is in)"
     )]
     Exposed { mode: u32 },
     #[error("it is not a users file: {0} (docs/operations.md shows the format)")]
@@ -61,6 +62,15 @@ struct UserEntry {
     /// Absent: every dataset.
     datasets: Option<BTreeSet<String>>,
 }
+
+/// The permission bits a users file may not have: any for other users,
+/// write or execute for its group. Reading by its group is allowed because
+/// that is how Kubernetes gives a Secret to a server that is not root: the
+/// Secret volume's files are root's, mode 0440 (`defaultMode`), their group
+/// the pod's `fsGroup`, which only the pod's own processes hold, on a
+/// volume only that pod mounts (docs/operations.md). On a host, a group-
+/// readable file is as safe as its group: one only the server's user is in.
+const EXPOSING_BITS: u32 = 0o037;
 
 /// SHA-256 of a token.
 type TokenDigest = [u8; 32];
@@ -93,12 +103,13 @@ pub(crate) struct Users {
 }
 
 impl Users {
-    /// The users of the file at `path`, which must not be readable by
-    /// other users of the host.
+    /// The users of the file at `path` (symbolic links followed), which
+    /// must grant nothing to other users and no more than reading to its
+    /// group ([`EXPOSING_BITS`]).
     pub(crate) fn from_file(path: &Path) -> Result<Self, UsersError> {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)?.permissions().mode();
-        if mode & 0o077 != 0 {
+        if mode & EXPOSING_BITS != 0 {
             return Err(UsersError::Exposed { mode: mode & 0o777 });
         }
         Self::from_json(&std::fs::read(path)?)
@@ -338,16 +349,46 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_users_file_others_can_read_is_refused() {
+    /// A users file of mode `mode` in `dir`.
+    fn users_file(dir: &Path, mode: u32) -> std::path::PathBuf {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("users.json");
+        let path = dir.join("users.json");
         std::fs::write(&path, team_json()).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let error = Users::from_file(&path).unwrap_err().to_string();
-        assert!(error.contains("chmod 600"), "{error}");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(Users::from_file(&path).unwrap().len(), 2);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_users_file_others_can_read_or_its_group_write_is_refused() {
+        for mode in [0o644, 0o604, 0o660, 0o650, 0o641] {
+            let dir = tempfile::tempdir().unwrap();
+            let error = Users::from_file(&users_file(dir.path(), mode));
+            let error = error.unwrap_err().to_string();
+            assert!(error.contains("chmod 600"), "{mode:o}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_users_file_only_its_owner_and_group_can_read_is_accepted() {
+        for mode in [0o600, 0o400, 0o640, 0o440] {
+            let dir = tempfile::tempdir().unwrap();
+            let users = Users::from_file(&users_file(dir.path(), mode));
+            assert_eq!(users.unwrap().len(), 2, "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_kubernetes_secret_mount_is_read_through_its_links() {
+        // How the kubelet lays a Secret out: the file is a link into
+        // `..data`, itself a link to the current timestamped directory.
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join("..2026_12_07_03_40_00.000000001");
+        std::fs::create_dir(&current).unwrap();
+        users_file(&current, 0o440);
+        std::os::unix::fs::symlink(current.file_name().unwrap(), dir.path().join("..data"))
+            .unwrap();
+        let mounted = dir.path().join("users.json");
+        std::os::unix::fs::symlink("..data/users.json", &mounted).unwrap();
+        assert_eq!(Users::from_file(&mounted).unwrap().len(), 2);
     }
 }
