@@ -2,10 +2,11 @@
 every cell's Geneformer and scGPT tokens equal, cell for cell, the numpy
 implementations below, written from the published descriptions and the
 rules of docs/protocol.md (ties, cells with fewer genes than fit, cells
-with no gene in the output space, gene selections, scGPT after a transform
-and its seeded choice); each epoch holds every cell once; the plan and
-tickets carry the vocabulary's hash; bad vocabularies are refused by name;
-and CellDataset yields tensors and refuses to resume with another tokenizer.
+with no count at all or no gene in the output space, gene selections,
+scGPT after a transform and its seeded choice); each epoch holds every
+cell once; the plan and tickets carry the vocabulary's hash; bad
+vocabularies are refused by name; and CellDataset yields tensors and
+refuses to resume with another tokenizer.
 """
 
 from __future__ import annotations
@@ -36,11 +37,31 @@ PAD, CLS, EOS = 0, 1, 2
 MEDIANS = np.array([0.5, 1.0, 2.0, 4.0])  # few distinct medians: ties within a cell are common
 
 
+ZERO_CELLS = [3, 77]  # emptied: cells with no count at all (total 0)
+
+
 @pytest.fixture(scope="module")
-def source(data_file):
-    """The counts and gene ids, as anndata reads them."""
+def source_file(data_file, tmp_path_factory):
+    """The real file with the cells ZERO_CELLS emptied (none of its cells
+    is), written as .h5ad."""
     adata = anndata.read_h5ad(data_file("wu2020_200_v0_11.h5ad"))
-    return scipy.sparse.csr_matrix(adata.X), np.asarray(adata.var_names)
+    kept = np.ones(adata.n_obs)
+    kept[ZERO_CELLS] = 0
+    X = scipy.sparse.csr_matrix(scipy.sparse.diags(kept) @ scipy.sparse.csr_matrix(adata.X))
+    X.eliminate_zeros()
+    adata.X = X
+    path = tmp_path_factory.mktemp("tokens-source") / "wu_with_empty_cells.h5ad"
+    adata.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def source(source_file):
+    """The counts and gene ids, as anndata reads them."""
+    adata = anndata.read_h5ad(source_file)
+    X = scipy.sparse.csr_matrix(adata.X)
+    assert all(X[cell].nnz == 0 for cell in ZERO_CELLS)
+    return X, np.asarray(adata.var_names)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +78,9 @@ def vocabulary(source):
 
 
 @pytest.fixture(scope="module")
-def data(cellflight, data_file, vocabulary, tmp_path_factory):
+def data(cellflight, source_file, vocabulary, tmp_path_factory):
     data = tmp_path_factory.mktemp("tokens")
-    cellflight.ingest(data_file("wu2020_200_v0_11.h5ad"), data / "wu")
+    cellflight.ingest(source_file, data / "wu")
     tokens, medians = vocabulary
     # Geneformer's published dictionaries are pickled dicts: convert them as a user would.
     (data / "tokens.pkl").write_bytes(pickle.dumps(tokens))
@@ -274,7 +295,7 @@ def test_scgpt_tokens_and_bins_equal_the_reference_cell_for_cell_once_per_epoch(
                        epoch=epoch_number, **selection)  # fmt: skip
     sent = csr_values(client, **selection)
     if "transform" in spec:
-        cell = next(iter(sent))
+        cell = next(c for c in sent if X[c].nnz)  # one with counts
         row = X[cell]
         counts = row.data.astype(np.float64)[np.argsort(row.indices)]
         np.testing.assert_allclose(sent[cell][1], np.log1p(counts * (1e4 / counts.sum())), rtol=1e-6)
