@@ -16,16 +16,14 @@ from torch.utils.data import DataLoader
 
 import client_helpers  # noqa: F401  (this checkout's package first)
 import cellflight as package  # the name `cellflight` is the binary's fixture
-from test_collections import N_A, expected_row, gene_space, ingest_members, members  # noqa: F401  (a fixture)
-from test_serve import serving
-from test_tokens import CLS, EOS, PAD, geneformer_reference, scgpt_reference, token_table
+from test_collections import N_A, data, expected_row, gene_space, members, served  # noqa: F401  (fixtures)
+from test_tokens import CLS, EOS, MEDIANS, PAD, geneformer_reference, scgpt_reference, token_table
 
 from cellflight.torch import CellDataset  # noqa: E402
 from cellflight.vocabulary import write_vocabulary  # noqa: E402
 
 SEED, EPOCH = 5, 3
 BATCH = 16
-MEDIANS = np.array([0.5, 1.0, 2.0, 4.0])  # few distinct medians: ties within a cell are common
 
 TOKENIZERS = {
     "geneformer, cls, cells longer than max_length": {"kind": "geneformer", "max_length": 64, "cls": True},
@@ -34,21 +32,7 @@ TOKENIZERS = {
 
 
 @pytest.fixture(scope="module")
-def data(cellflight, members, tmp_path_factory):  # noqa: F811  (the imported fixture)
-    data = tmp_path_factory.mktemp("collection-tokens") / "data"
-    ingest_members(cellflight, members, data)
-    cellflight.ok("collection", "create", "--data", data, "pooled", "--member", "part_a", "--member", "part_b")
-    return data
-
-
-@pytest.fixture(scope="module")
-def served(cellflight, data):
-    with serving(cellflight, data) as (server, address):
-        yield address
-
-
-@pytest.fixture(scope="module")
-def keys(served) -> np.ndarray:
+def keys(served) -> np.ndarray:  # noqa: F811  (the imported fixture)
     """The gene key of each stored position of the collection."""
     with package.connect(served) as client:
         space = gene_space(client, "pooled")
@@ -56,9 +40,10 @@ def keys(served) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def vocabulary(data, keys):
+def vocabulary(data, keys):  # noqa: F811  (the imported fixture)
     """Shuffled token ids for the collection's genes but every 5th (those
-    are dropped), medians from a few values; written where the server finds
+    are dropped), medians from a few values (ties within a cell are
+    common); written where the server finds
     it (read on demand)."""
     rng = np.random.default_rng(23)
     kept = [key for i, key in enumerate(keys) if i % 5 != 2]
