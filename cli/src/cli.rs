@@ -292,9 +292,9 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The dataset directory.
+    /// The dataset directory, or a collection's file (DATA/NAME.collection.json).
     pub dir: PathBuf,
-    /// Check everything (files against the manifest, the matrix cell by cell, statistics); exit non-zero on any fault.
+    /// Check everything (files against the manifest, the matrix cell by cell, statistics; each member of a collection); exit non-zero on any fault.
     #[arg(long)]
     pub verify: bool,
 }

@@ -7,6 +7,7 @@ unioned by the rules of docs/format.md."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import anndata
@@ -154,6 +155,19 @@ def test_collections_are_listed_like_datasets(client, members):
     assert by_name["pooled"].schema.names == [
         "cell_id", "obs_name", "plate", "n_reads", "stat_n_genes", "stat_total", "donor", "source_dataset",
     ]  # fmt: skip
+
+
+def test_inspect_describes_a_collection_and_verifies_its_members(cellflight, data, members):
+    out = cellflight.ok("inspect", data / "common.collection.json", "--verify").stdout
+    n_cells = members["part_a"].n_obs + members["part_b"].n_obs
+    shared = len(set(members["part_a"].var_names) & set(members["part_b"].var_names))
+    assert re.search(rf"shape +{n_cells} cells x {shared} genes", out), out
+    assert re.search(r"join +inner on gene_id", out), out
+    for name in ("part_a", "part_b"):
+        assert re.search(rf"member +{name} \(.*{members[name].n_obs} cells", out), out
+    assert re.search(rf"cells \(obs\): {n_cells} rows", out) and "source_dataset" in out, out
+    assert re.search(rf"genes \(var\): {shared} rows", out) and "stat_n_members" in out, out
+    assert "verified: no faults" in out
 
 
 # --- rows -------------------------------------------------------------------------

@@ -40,18 +40,7 @@ fn create(args: CollectionCreateArgs) -> Result<(), CommandError> {
     if args.data.join(name.as_str()).join(MANIFEST_FILE).exists() {
         return Err(CollectionError::NameTaken(name.to_string()).into());
     }
-    let collections: Vec<DatasetName> = collection_files(&args.data)?
-        .into_iter()
-        .flatten()
-        .map(|(name, _)| name)
-        .collect();
-    let collection = Collection::open(
-        name.clone(),
-        &path,
-        definition.clone(),
-        &open_members(&args.data, &definition)?,
-        &collections,
-    )?;
+    let collection = open(&args.data, name.clone(), &path, definition.clone())?;
     let written = write_definition(&args.data, &name, &definition)?;
     println!(
         "{}: collection {name} of {} cells and {} genes ({} join on {}), version {}",
@@ -63,6 +52,30 @@ fn create(args: CollectionCreateArgs) -> Result<(), CommandError> {
         collection.version()
     );
     Ok(())
+}
+
+/// Collection `name` of the data directory `data`, defined by
+/// `definition` (from `path`), checked against its members as a server
+/// opens it.
+pub(super) fn open(
+    data: &std::path::Path,
+    name: DatasetName,
+    path: &std::path::Path,
+    definition: CollectionDefinition,
+) -> Result<Collection, CommandError> {
+    let collections: Vec<DatasetName> = collection_files(data)?
+        .into_iter()
+        .flatten()
+        .map(|(name, _)| name)
+        .collect();
+    let members = open_members(data, &definition)?;
+    Ok(Collection::open(
+        name,
+        path,
+        definition,
+        &members,
+        &collections,
+    )?)
 }
 
 /// The members found in `data`, by name; a member not found is left out,

@@ -1,21 +1,27 @@
-//! `cellflight inspect`: what a dataset holds, and with `--verify` whether
-//! it keeps every promise of the format.
+//! `cellflight inspect`: what a dataset or a collection holds, and with
+//! `--verify` whether it (each member of a collection) keeps every promise
+//! of the format.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
 
 use arrow_array::{Array, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use arrow_schema::{DataType, SchemaRef};
-use cellflight_store::{verify, Dataset, StoreError};
+use arrow_schema::{DataType, FieldRef, SchemaRef};
+use cellflight_schemas::{DatasetName, Join, COLLECTION_SUFFIX};
+use cellflight_store::{read_definition, verify, Collection, Dataset, StoreError, Table};
 
-use super::CommandError;
+use super::{collection, CommandError};
 use crate::cli::InspectArgs;
 
 /// Distinct values are counted exactly up to this many, then reported as "more".
 const DISTINCT_CAP: usize = 1_000_000;
 
 pub(super) fn run(args: InspectArgs) -> Result<(), CommandError> {
+    if let Some(name) = collection_name(&args.dir) {
+        return inspect_collection(&args, name);
+    }
     let dataset = Dataset::open(&args.dir)?;
     print_overview(&dataset);
     let cells = dataset.cells();
@@ -31,18 +37,93 @@ pub(super) fn run(args: InspectArgs) -> Result<(), CommandError> {
         genes.build().map_err(parquet(&dataset))?,
     )?;
     if args.verify {
-        let faults = verify(&args.dir)?;
-        for fault in &faults {
-            println!("FAULT {fault}");
-        }
-        if !faults.is_empty() {
-            return Err(CommandError::Faulty {
-                dir: args.dir,
-                count: faults.len(),
-            });
-        }
-        println!("verified: no faults");
+        verify_datasets(&args.dir, [args.dir.as_path()])?;
     }
+    Ok(())
+}
+
+/// The name of the collection whose file `path` is (`NAME.collection.json`).
+fn collection_name(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()?.strip_suffix(COLLECTION_SUFFIX)
+}
+
+fn inspect_collection(args: &InspectArgs, name: &str) -> Result<(), CommandError> {
+    let name: DatasetName = (name.parse()).map_err(|e| CommandError::Usage(format!("{e}")))?;
+    let data = args.dir.parent().unwrap_or(Path::new("."));
+    let definition = read_definition(&args.dir)?;
+    let collection = collection::open(data, name, &args.dir, definition)?;
+    print_collection_overview(&collection, &args.dir);
+    let mut cells = Vec::new();
+    for column in collection.cells() {
+        let (field, array) = collection.column(Table::Cells, column.field.name())?;
+        let mut counter = ColumnCounter::default();
+        counter.add(array.as_ref());
+        cells.push((field, counter));
+    }
+    print_stats("cells (obs)", collection.n_cells() as usize, &cells);
+    let genes = collection.genes_table();
+    print_columns(
+        "genes (var)",
+        genes.schema(),
+        std::iter::once(Ok(genes.clone())),
+    )?;
+    if args.verify {
+        let members = collection.members().iter().map(|member| member.dir());
+        verify_datasets(&args.dir, members)?;
+    }
+    Ok(())
+}
+
+fn print_collection_overview(collection: &Collection, path: &Path) {
+    let definition = collection.definition();
+    println!("collection {} ({})", collection.name(), path.display());
+    println!("version    {}", collection.version());
+    let join = match definition.join {
+        Join::Outer => "outer",
+        Join::Inner => "inner",
+    };
+    println!("join       {join} on {}", definition.gene_key);
+    println!(
+        "shape      {} cells x {} genes ({} stored), {} non-zeros",
+        collection.n_cells(),
+        collection.n_genes(),
+        collection.n_stored_genes(),
+        collection.nnz()
+    );
+    for member in collection.members() {
+        let m = member.manifest();
+        println!(
+            "member     {} ({}): {} cells x {} genes, version {}",
+            m.name,
+            member.dir().display(),
+            m.n_cells,
+            m.n_genes,
+            m.version
+        );
+    }
+}
+
+/// Verifies each dataset directory of `dirs`, printing its faults; an
+/// error naming `inspected` if any.
+fn verify_datasets<'a>(
+    inspected: &Path,
+    dirs: impl IntoIterator<Item = &'a Path>,
+) -> Result<(), CommandError> {
+    let mut count = 0;
+    for dir in dirs {
+        let faults = verify(dir)?;
+        for fault in &faults {
+            println!("FAULT {}: {fault}", dir.display());
+        }
+        count += faults.len();
+    }
+    if count > 0 {
+        return Err(CommandError::Faulty {
+            dir: inspected.to_owned(),
+            count,
+        });
+    }
+    println!("verified: no faults");
     Ok(())
 }
 
@@ -93,12 +174,19 @@ fn print_columns(
             counter.add(column.as_ref());
         }
     }
+    let columns: Vec<(FieldRef, ColumnCounter)> =
+        schema.fields().iter().cloned().zip(counters).collect();
+    print_stats(title, rows, &columns);
+    Ok(())
+}
+
+fn print_stats(title: &str, rows: usize, columns: &[(FieldRef, ColumnCounter)]) {
     println!("\n{title}: {rows} rows");
     println!(
         "  {:<28} {:<44} {:>10} {:>10}",
         "column", "type", "distinct", "nulls"
     );
-    for (field, counter) in schema.fields().iter().zip(&counters) {
+    for (field, counter) in columns {
         println!(
             "  {:<28} {:<44} {:>10} {:>10}",
             field.name(),
@@ -107,7 +195,6 @@ fn print_columns(
             counter.nulls
         );
     }
-    Ok(())
 }
 
 fn type_name(data_type: &DataType) -> String {
