@@ -43,12 +43,59 @@ pub enum StoreError {
     /// process) while it was being read: what was read is lost.
     #[error("{}: the file was truncated while it was being read; restore or re-ingest the dataset, then refresh", .0.display())]
     Truncated(PathBuf),
+    /// `serve --data` or an output that is neither a path nor a usable URL.
+    #[error("{location}: {reason}")]
+    BadLocation { location: String, reason: String },
+    /// An object store refused or failed a request about `url`.
+    #[error("{url}: {source}")]
+    Remote {
+        url: String,
+        source: object_store::Error,
+    },
+    /// A remote file is not what its manifest promises.
+    #[error("{file}: {reason}")]
+    Corrupt { file: String, reason: String },
+    /// A ticket or command named a version no store holds.
+    #[error("{dataset}: no version {version} is published (it may have been removed)")]
+    UnknownVersion { dataset: String, version: String },
+    #[error("{task}: {reason}")]
+    TaskFailed { task: &'static str, reason: String },
     /// The caller broke the writer's contract (a bug upstream, or bad input it did not check).
     #[error("cannot write the dataset: {0}")]
     InvalidInput(String),
 }
 
 impl StoreError {
+    /// Whether the named thing does not exist (a dataset, version or object).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownVersion { .. }
+                | Self::Remote {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }
+        )
+    }
+
+    /// Whether the store could not be reached or failed transiently: the
+    /// request may succeed later, or on another replica.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Remote { source, .. } if !matches!(
+            source,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ))
+    }
+
+    pub(crate) fn remote(url: &str) -> impl FnOnce(object_store::Error) -> Self + '_ {
+        move |source| Self::Remote {
+            url: url.to_owned(),
+            source,
+        }
+    }
+
     pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
         move |source| Self::Io {
             path: path.to_owned(),

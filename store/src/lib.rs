@@ -11,6 +11,7 @@ mod layout;
 mod matrix_reader;
 mod matrix_writer;
 mod reader;
+mod remote;
 mod row_check;
 mod served;
 mod stats;
@@ -32,6 +33,11 @@ pub use layout::{
 };
 pub use matrix_reader::{runs, Matrix};
 pub use reader::Dataset;
+pub use remote::{
+    prune, publish, refuse_published, BlockCache, DataLocation, PublishedVersion, ReadCounters,
+    RemoteCatalog, RemoteCatalogConfig, RemoteMatrix, RemoteObject, RemoteReadStats, RemoteStore,
+    VersionsRemoved, BLOCK_BYTES,
+};
 pub use row_check::{CheckedRows, RowCheck};
 pub use served::Served;
 pub use table_file::TableFile;

@@ -4,21 +4,25 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cellflight_schemas::Manifest;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaDataReader;
 
 use crate::matrix_reader::{Matrix, VersionMismatch};
+use crate::remote::RemoteMatrix;
 use crate::table_file::TableFile;
-use crate::{StoreError, MANIFEST_FILE, STAT_N_GENES, VERSION_METADATA_KEY};
+use crate::{
+    StoreError, CELLS_FILE, GENES_FILE, MANIFEST_FILE, STAT_N_GENES, VERSION_METADATA_KEY,
+};
 
 /// An opened dataset. Every file handle it holds belongs to the version its
 /// manifest names, and stays readable after the dataset is replaced.
 pub struct Dataset {
     dir: PathBuf,
     manifest: Manifest,
-    matrix: Option<Matrix>,
+    matrix: Option<MatrixFile>,
     cells: TableFile,
     genes: TableFile,
 }
@@ -32,6 +36,15 @@ impl std::fmt::Debug for Dataset {
             .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
+}
+
+/// Where a dataset's rows are read from.
+#[derive(Debug)]
+enum MatrixFile {
+    /// A local file, memory-mapped.
+    Mapped(Box<Matrix>),
+    /// An object store's object, read by byte ranges.
+    Remote(Arc<RemoteMatrix>),
 }
 
 /// A replacement can land between reading the manifest and opening the
@@ -79,7 +92,7 @@ impl Dataset {
             Some(layout) => {
                 let path = dir.join(&layout.file);
                 match Matrix::open(&path, version, layout.cells_per_batch, manifest.n_cells)? {
-                    Ok(matrix) => Some(matrix),
+                    Ok(matrix) => Some(MatrixFile::Mapped(Box::new(matrix))),
                     Err(other) => return mismatch(other),
                 }
             }
@@ -93,6 +106,31 @@ impl Dataset {
         }))
     }
 
+    /// A version copied from an object store: its manifest and tables in
+    /// `dir` (copies never change, so no retries), its rows in `matrix`.
+    pub(crate) fn open_copy(
+        dir: &Path,
+        matrix: Option<Arc<RemoteMatrix>>,
+    ) -> Result<Self, StoreError> {
+        let manifest = read_manifest(dir)?;
+        let version = manifest.version.as_str();
+        let table = |file: &str| match open_table(&dir.join(file), version)? {
+            Ok(table) => Ok(table),
+            Err(other) => Err(StoreError::VersionMismatch {
+                file: other.file,
+                manifest: version.to_owned(),
+                found: other.found.unwrap_or_else(|| "none".into()),
+            }),
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            cells: table(CELLS_FILE)?,
+            genes: table(GENES_FILE)?,
+            matrix: matrix.map(MatrixFile::Remote),
+            manifest,
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -101,9 +139,21 @@ impl Dataset {
         &self.manifest
     }
 
-    /// `None` for an obs-only dataset.
+    /// The memory-mapped matrix of a local dataset; `None` for an obs-only
+    /// dataset or one read from an object store.
     pub fn matrix(&self) -> Option<&Matrix> {
-        self.matrix.as_ref()
+        match &self.matrix {
+            Some(MatrixFile::Mapped(matrix)) => Some(matrix),
+            _ => None,
+        }
+    }
+
+    /// The matrix of a dataset read from an object store.
+    pub fn remote_matrix(&self) -> Option<&Arc<RemoteMatrix>> {
+        match &self.matrix {
+            Some(MatrixFile::Remote(matrix)) => Some(matrix),
+            _ => None,
+        }
     }
 
     /// `cells.parquet` (obs) of this version, open.
