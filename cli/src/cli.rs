@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser};
 
+use cellflight_store::DataLocation;
+
 use crate::byte_size::ByteSize;
 
 #[derive(Debug, Parser)]
@@ -35,6 +37,8 @@ pub enum Subcommand {
     Inspect(InspectArgs),
     /// Read a password from stdin (one line) and print its argon2id hash, the `password_hash` of a users file.
     HashPassword,
+    /// Remove the versions of a dataset in an object store that stopped being current more than --keep-for ago (docs/format.md "Object storage").
+    Prune(PruneArgs),
     /// Define collections: several datasets of a data directory served as one.
     #[command(subcommand)]
     Collection(CollectionCommand),
@@ -69,9 +73,9 @@ pub struct CollectionCreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// A dataset directory, or a directory of them. Default: the demo dataset, generated on first run.
-    #[arg(long, env = "CELLFLIGHT_DATA")]
-    pub data: Option<PathBuf>,
+    /// A dataset directory, a directory of them, or an object store prefix datasets are published under (s3://bucket/prefix, gs://…, az://…; credentials and endpoint from the store's standard environment variables, e.g. AWS_ACCESS_KEY_ID, AWS_ENDPOINT). Default: the demo dataset, generated on first run.
+    #[arg(long, env = "CELLFLIGHT_DATA", value_parser = parse_location)]
+    pub data: Option<DataLocation>,
     /// Where token tables (NAME.vocabulary.parquet) for "format": "tokens" are. Default: --data when it is a directory of datasets; none when it is one dataset.
     #[arg(long, env = "CELLFLIGHT_VOCABULARIES")]
     pub vocabularies: Option<PathBuf>,
@@ -81,9 +85,12 @@ pub struct ServeArgs {
     /// Also listen on this Unix socket, for trainers on the same host (pyarrow: grpc+unix://PATH).
     #[arg(long, env = "CELLFLIGHT_UNIX", value_name = "PATH")]
     pub unix: Option<PathBuf>,
-    /// Where the demo dataset is kept. Default: $XDG_CACHE_HOME/cellflight or ~/.cache/cellflight.
+    /// Where the demo dataset is kept, and what is copied from an object store (tables/, and blocks/ of matrices). Default: $XDG_CACHE_HOME/cellflight or ~/.cache/cellflight.
     #[arg(long, env = "CELLFLIGHT_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes of matrix blocks read from an object store kept in --cache-dir, least recently used evicted first.
+    #[arg(long, env = "CELLFLIGHT_CACHE_SIZE", default_value = "10GiB")]
+    pub cache_size: ByteSize,
     /// The dataset reached without a name (and by unqualified table names in SQL). Default: the only dataset, when --data holds exactly one at startup.
     #[arg(long, env = "CELLFLIGHT_DEFAULT_DATASET")]
     pub default_dataset: Option<String>,
@@ -250,8 +257,8 @@ pub struct SqlArgs {
 pub struct IngestArgs {
     /// The AnnData file to read.
     pub input: PathBuf,
-    /// The dataset directory to write; its name is the dataset's name ([a-z][a-z0-9_]*).
-    pub output: PathBuf,
+    /// The dataset directory to write, or an object store URL to publish it to (s3://bucket/prefix/NAME); its last part is the dataset's name ([a-z][a-z0-9_]*).
+    pub output: String,
     /// Take the matrix from layers/NAME instead of X.
     #[arg(long, value_name = "NAME", conflicts_with = "raw")]
     pub layer: Option<String>,
@@ -268,8 +275,8 @@ pub struct IngestArgs {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// The dataset directory to write; its name is the dataset's name.
-    pub output: PathBuf,
+    /// The dataset directory to write, or an object store URL to publish it to (s3://bucket/prefix/NAME); its last part is the dataset's name.
+    pub output: String,
     /// Number of cells.
     #[arg(long)]
     pub cells: u64,
@@ -291,10 +298,24 @@ pub struct GenerateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The dataset's URL: s3://bucket/prefix/NAME.
+    pub dataset: String,
+    /// How long a replaced version stays readable, for streams still reading it (and replicas not yet refreshed).
+    #[arg(long, default_value = "7d")]
+    pub keep_for: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The dataset directory, or a collection's file (DATA/NAME.collection.json).
     pub dir: PathBuf,
     /// Check everything (files against the manifest, the matrix cell by cell, statistics; each member of a collection); exit non-zero on any fault.
     #[arg(long)]
     pub verify: bool,
+}
+
+/// `--data`, parsed (and its object store set up) once, at startup.
+fn parse_location(text: &str) -> Result<DataLocation, String> {
+    DataLocation::parse(text).map_err(|e| e.to_string())
 }

@@ -1,15 +1,19 @@
 //! What an engine is built from: plain values, whoever reads them (the
 //! `cellflight serve` flags, a test, an embedding program).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cellflight_sql::SqlLimits;
+use cellflight_store::{DataLocation, RemoteCatalogConfig};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
-    /// A dataset directory, or a directory of them.
-    pub data: PathBuf,
+    /// A dataset directory, a directory of them, or an object store
+    /// prefix datasets are published under.
+    pub data: DataLocation,
+    /// Where datasets read from an object store are cached, and how much.
+    pub remote_cache: RemoteCatalogConfig,
     /// Where `NAME.vocabulary.parquet` token tables are; none: `data` when
     /// it is a directory of datasets (a single dataset directory has no
     /// vocabularies unless this is given).
@@ -29,10 +33,21 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// The datasets under `data`, with the defaults of `cellflight serve`.
-    pub fn new(data: impl Into<PathBuf>) -> Self {
+    /// The datasets under the local directory `data`, with the defaults of
+    /// `cellflight serve`.
+    pub fn new(data: impl AsRef<Path>) -> Self {
+        Self::over(DataLocation::Local(data.as_ref().to_owned()))
+    }
+
+    /// The datasets at `data`, with the defaults of `cellflight serve` (a
+    /// remote store's cache in the system's temporary directory).
+    pub fn over(data: DataLocation) -> Self {
         Self {
-            data: data.into(),
+            data,
+            remote_cache: RemoteCatalogConfig {
+                cache_dir: std::env::temp_dir().join("cellflight"),
+                cache_bytes: 10 << 30,
+            },
             vocabularies: None,
             default_dataset: None,
             sql: SqlLimits {

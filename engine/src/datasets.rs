@@ -1,33 +1,57 @@
 //! The datasets a server holds: a directory that is a dataset, or a
 //! directory of them (hidden names, such as ingests in progress, skipped)
-//! and of collections of them (`NAME.collection.json`).
+//! and of collections of them (`NAME.collection.json`); or the datasets
+//! published under an object store prefix.
 //! Requests work on a snapshot; `refresh` swaps in a new one, and requests
 //! already running keep theirs (it holds their files open).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
 
 use cellflight_sql::CatalogSnapshot;
-use cellflight_store::{open_collections, Collection, Dataset, Served, StoreError, MANIFEST_FILE};
+use cellflight_store::{
+    open_collections, Collection, DataLocation, Dataset, RemoteCatalog, RemoteReadStats, Served,
+    StoreError, MANIFEST_FILE,
+};
 
+use crate::config::EngineConfig;
 use crate::error::EngineError;
+
+/// Versions other than the current ones kept open for tickets that name
+/// them (from an object store), most recently used first.
+const PINNED_VERSIONS: usize = 8;
 
 #[derive(Debug)]
 pub(crate) struct ServedDatasets {
-    data: PathBuf,
+    source: Source,
     default_dataset: Option<String>,
     current: RwLock<Arc<CatalogSnapshot>>,
+    pinned: Mutex<Vec<Arc<Dataset>>>,
+}
+
+/// Where the datasets come from.
+#[derive(Debug)]
+enum Source {
+    Local(std::path::PathBuf),
+    Remote(RemoteCatalog),
 }
 
 impl ServedDatasets {
-    /// The datasets under `data`. The default dataset (reachable without a
-    /// name, and unqualified in SQL) is `default_dataset`, or else the only
-    /// dataset found now, if there is exactly one.
-    pub(crate) fn load(data: &Path, default_dataset: Option<&str>) -> Result<Self, EngineError> {
+    /// The datasets of `config.data`. The default dataset (reachable
+    /// without a name, and unqualified in SQL) is `default_dataset`, or
+    /// else the only dataset found now, if there is exactly one.
+    pub(crate) fn load(config: &EngineConfig) -> Result<Self, EngineError> {
+        let source = match &config.data {
+            DataLocation::Local(dir) => Source::Local(dir.clone()),
+            DataLocation::Remote(remote) => {
+                Source::Remote(RemoteCatalog::open(remote.clone(), &config.remote_cache)?)
+            }
+        };
         let Opened {
             datasets,
             collections,
-        } = open_catalog(data)?;
+        } = source.open()?;
+        let default_dataset = config.default_dataset.as_deref();
         let default_dataset = match default_dataset {
             Some(name) => Some(name.to_string()),
             None if datasets.len() == 1 && collections.is_empty() => {
@@ -38,9 +62,10 @@ impl ServedDatasets {
         let snapshot =
             CatalogSnapshot::with_collections(datasets, collections, default_dataset.as_deref())?;
         Ok(Self {
-            data: data.to_owned(),
+            source,
             default_dataset,
             current: RwLock::new(snapshot),
+            pinned: Mutex::default(),
         })
     }
 
@@ -56,7 +81,7 @@ impl ServedDatasets {
         let Opened {
             datasets,
             collections,
-        } = open_catalog(&self.data)?;
+        } = self.source.open()?;
         let default = self.default_dataset.as_deref().filter(|name| {
             datasets.iter().any(|d| d.manifest().name.as_str() == *name)
                 || collections.iter().any(|c| c.name().as_str() == *name)
@@ -70,6 +95,55 @@ impl ServedDatasets {
         tracing::info!(?snapshot, "catalog refreshed");
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
         Ok(snapshot)
+    }
+
+    /// A catalog of version `version` of dataset `name` alone, when the
+    /// datasets come from an object store and that version's files are
+    /// still there; `None` for local datasets, which hold one version.
+    pub(crate) fn version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Arc<CatalogSnapshot>>, EngineError> {
+        let Source::Remote(catalog) = &self.source else {
+            return Ok(None);
+        };
+        let dataset = match self.pinned_version(name, version) {
+            Some(dataset) => dataset,
+            None => {
+                let dataset = match catalog.open_version(name, version) {
+                    Err(error) if error.is_not_found() => return Ok(None),
+                    other => Arc::new(other?),
+                };
+                self.pin(dataset.clone());
+                dataset
+            }
+        };
+        Ok(Some(CatalogSnapshot::new(vec![dataset], Some(name))?))
+    }
+
+    /// What reading from the object store has cost, when there is one.
+    pub(crate) fn remote_reads(&self) -> Option<RemoteReadStats> {
+        match &self.source {
+            Source::Local(_) => None,
+            Source::Remote(catalog) => Some(catalog.stats()),
+        }
+    }
+
+    fn pinned_version(&self, name: &str, version: &str) -> Option<Arc<Dataset>> {
+        let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        let at = pinned
+            .iter()
+            .position(|d| d.manifest().name.as_str() == name && d.manifest().version == version)?;
+        let dataset = pinned.remove(at);
+        pinned.insert(0, dataset.clone());
+        Some(dataset)
+    }
+
+    fn pin(&self, dataset: Arc<Dataset>) {
+        let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        pinned.insert(0, dataset);
+        pinned.truncate(PINNED_VERSIONS);
     }
 }
 
@@ -91,6 +165,32 @@ pub(crate) fn resolve(
 struct Opened {
     datasets: Vec<Arc<Dataset>>,
     collections: Vec<Arc<Collection>>,
+}
+
+impl Source {
+    fn open(&self) -> Result<Opened, StoreError> {
+        match self {
+            Self::Local(dir) => open_catalog(dir),
+            Self::Remote(catalog) => open_remote(catalog),
+        }
+    }
+}
+
+/// The current version of every dataset published under the prefix (each
+/// one that cannot be opened is skipped, saying why; a store that cannot
+/// be listed fails). Collections are local only.
+fn open_remote(catalog: &RemoteCatalog) -> Result<Opened, StoreError> {
+    let mut datasets = Vec::new();
+    for name in catalog.names()? {
+        match catalog.open_current(&name) {
+            Ok(dataset) => datasets.push(Arc::new(dataset)),
+            Err(e) => tracing::warn!("skipping {}/{name}: {e}", catalog.remote().url()),
+        }
+    }
+    Ok(Opened {
+        datasets,
+        collections: Vec::new(),
+    })
 }
 
 /// The datasets of `data`, and the collections of them it defines (each

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cellflight_schemas::{StreamRequest, StreamTicket};
 use cellflight_sql::{CatalogSnapshot, CohortCache, SessionContext, SqlEngine};
+use cellflight_store::RemoteReadStats;
 
 use crate::caller::Caller;
 use crate::cohort::WeightedCache;
@@ -20,7 +21,7 @@ use crate::tokens::Vocabularies;
 
 #[derive(Debug)]
 pub struct Engine {
-    datasets: ServedDatasets,
+    datasets: Arc<ServedDatasets>,
     pub(crate) sql: SqlEngine,
     pub(crate) cohorts: CohortCache,
     pub(crate) weighted: WeightedCache,
@@ -35,10 +36,10 @@ impl Engine {
     /// The engine over the datasets of `config.data`, which must hold at
     /// least one.
     pub fn new(config: &EngineConfig) -> Result<Self, EngineError> {
-        let datasets = ServedDatasets::load(&config.data, config.default_dataset.as_deref())?;
+        let datasets = Arc::new(ServedDatasets::load(config)?);
         if datasets.snapshot().datasets().next().is_none() {
             return Err(EngineError::NoDatasets {
-                data: config.data.clone(),
+                data: config.data.to_string(),
             });
         }
         Ok(Self {
@@ -55,6 +56,12 @@ impl Engine {
     /// The catalog as it is now, as `caller` sees it.
     pub fn snapshot(&self, caller: &Caller) -> Arc<CatalogSnapshot> {
         self.datasets.snapshot().restricted(&caller.access)
+    }
+
+    /// What reading datasets from an object store has cost (GETs, bytes,
+    /// the block cache); `None` when they are on local disk.
+    pub fn remote_reads(&self) -> Option<RemoteReadStats> {
+        self.datasets.remote_reads()
     }
 
     /// The shared SQL runtime and its limits.
@@ -80,22 +87,34 @@ impl Engine {
         Plan::build(self, &snapshot, dataset, request).await
     }
 
-    /// The plan a ticket was cut from, if its dataset is still at the
-    /// ticket's version.
+    /// The plan a ticket was cut from: over the dataset's current version,
+    /// or, from an object store, over the version the ticket names while
+    /// its files exist (a replica that has not refreshed yet, or already
+    /// has, serves the same bytes).
     pub async fn plan_ticket(
         &self,
         caller: &Caller,
         ticket: &StreamTicket,
     ) -> Result<Plan, EngineError> {
-        let snapshot = self.snapshot(caller);
-        let dataset = resolve(&snapshot, ticket.request.dataset.as_deref())?;
+        let mut snapshot = self.snapshot(caller);
+        let mut dataset = resolve(&snapshot, ticket.request.dataset.as_deref())?;
         let current = dataset.version();
         if current != ticket.dataset_version {
-            return Err(EngineError::StaleTicket {
+            let stale = EngineError::StaleTicket {
                 dataset: dataset.name().to_string(),
                 ticket_version: ticket.dataset_version.clone(),
                 current_version: current.to_string(),
-            });
+            };
+            let (name, version) = (dataset.name().to_string(), ticket.dataset_version.clone());
+            let datasets = Arc::clone(&self.datasets);
+            let pinned = tokio::task::spawn_blocking(move || datasets.version(&name, &version))
+                .await
+                .map_err(|e| EngineError::TaskFailed {
+                    task: "opening a dataset version",
+                    reason: e.to_string(),
+                })??;
+            snapshot = pinned.ok_or(stale)?.restricted(&caller.access);
+            dataset = resolve(&snapshot, ticket.request.dataset.as_deref())?;
         }
         let plan = Plan::build(self, &snapshot, dataset, ticket.request.clone()).await?;
         plan.check_vocabulary(ticket.vocabulary_hash.as_deref())?;

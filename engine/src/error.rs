@@ -24,8 +24,8 @@ pub enum EngineError {
     /// Encoding a minibatch failed: the server's fault.
     #[error("encoding failed: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
-    #[error("{}: no datasets found", data.display())]
-    NoDatasets { data: std::path::PathBuf },
+    #[error("{data}: no datasets found")]
+    NoDatasets { data: String },
     #[error("this server holds {datasets} datasets and no default: name one with \"dataset\"")]
     NoDefaultDataset { datasets: usize },
     /// The ticket is sound but the dataset moved on since it was planned.
@@ -90,6 +90,9 @@ pub enum ErrorKind {
     /// A configured limit was reached; the message names it.
     ResourceExhausted,
     DeadlineExceeded,
+    /// A store the server reads from failed or could not be reached; the
+    /// request may succeed later or on another replica.
+    Unavailable,
     /// The server's fault, never the client's.
     Internal,
 }
@@ -122,6 +125,8 @@ impl EngineError {
             Self::Unservable(_) => ErrorKind::InvalidArgument,
             Self::Sql(error) => sql_kind(error.kind()),
             Self::Store(StoreError::UnknownColumn { .. }) => ErrorKind::InvalidArgument,
+            Self::Store(error) if error.is_not_found() => ErrorKind::NotFound,
+            Self::Store(error) if error.is_unavailable() => ErrorKind::Unavailable,
             Self::Store(_) | Self::Arrow(_) | Self::TaskFailed { .. } => ErrorKind::Internal,
             Self::StaleTicket { .. }
             | Self::NoMatrix { .. }

@@ -29,4 +29,4 @@ pub use engine::Engine;
 pub use error::{sql_error_kind, EngineError, ErrorKind};
 pub use partition::{Minibatch, Minibatches, Partition, SEND_QUEUE_BYTES};
 pub use plan::{Plan, MAX_MINIBATCH_BYTES, MAX_PLAN_TICKET_BYTES};
-pub use rows::{FetchRows, MappedMatrix, RowSource};
+pub use rows::{FetchRows, MappedMatrix, RemoteRows, RowSource};

@@ -23,7 +23,7 @@ use crate::genes::GeneSpace;
 use crate::ipc::is_supported;
 use crate::minibatch::{ExpressionColumns, Output};
 use crate::partition::SEND_QUEUE_BYTES;
-use crate::rows::{MappedMatrix, RowSource};
+use crate::rows::{MappedMatrix, RemoteRows, RowSource};
 use crate::tokens::{Tokenization, Vocabulary};
 
 /// Largest minibatch a request may ask for, in the worst case.
@@ -235,9 +235,12 @@ impl Plan {
 /// Where the rows of `dataset` are read from, if it has a matrix.
 fn row_source(dataset: &Served) -> Option<Arc<dyn RowSource>> {
     match dataset {
-        Served::Dataset(dataset) => {
-            MappedMatrix::of(dataset.clone()).map(|rows| Arc::new(rows) as Arc<dyn RowSource>)
-        }
+        Served::Dataset(dataset) => match dataset.remote_matrix() {
+            Some(matrix) => Some(Arc::new(RemoteRows::of(matrix.clone()))),
+            None => {
+                MappedMatrix::of(dataset.clone()).map(|rows| Arc::new(rows) as Arc<dyn RowSource>)
+            }
+        },
         Served::Collection(collection) => {
             CollectionRows::of(collection.clone()).map(|rows| Arc::new(rows) as Arc<dyn RowSource>)
         }

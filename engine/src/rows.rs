@@ -1,14 +1,14 @@
 //! Where a stream's matrix rows come from. The engine reads rows only
-//! through [`RowSource`]: a dataset's memory-mapped matrix, or a
-//! collection's members (`collection_rows`); ranged reads from object
-//! storage would be one more source behind the same calls.
+//! through [`RowSource`]: a dataset's memory-mapped matrix, its matrix in
+//! an object store (ranged reads), or a collection's members
+//! (`collection_rows`).
 
 use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch};
-use cellflight_store::{runs, Dataset, Matrix};
+use cellflight_store::{runs, Dataset, Matrix, RemoteMatrix};
 
 use crate::error::EngineError;
 
@@ -69,6 +69,37 @@ impl RowSource for MappedMatrix {
 
     fn check_intact(&self) -> Result<(), EngineError> {
         Ok(self.matrix().check_intact()?)
+    }
+}
+
+/// A dataset's matrix in an object store: rows are read by byte ranges
+/// through the server's block cache, the next fetch's in the background.
+#[derive(Debug)]
+pub struct RemoteRows {
+    matrix: Arc<RemoteMatrix>,
+}
+
+impl RemoteRows {
+    pub fn of(matrix: Arc<RemoteMatrix>) -> Self {
+        Self { matrix }
+    }
+}
+
+impl RowSource for RemoteRows {
+    fn read(&self, cell_ids: Vec<u64>) -> Result<FetchRows, EngineError> {
+        let slices = self.matrix.cells(&runs(&cell_ids))?;
+        Ok(FetchRows::new(cell_ids, slices))
+    }
+
+    fn prefetch(&self, cell_ids: &[u64]) -> Result<(), EngineError> {
+        self.matrix.prefetch(runs(cell_ids));
+        Ok(())
+    }
+
+    /// Rows read from an object store are copies in memory: nothing can
+    /// damage them under the reader.
+    fn check_intact(&self) -> Result<(), EngineError> {
+        Ok(())
     }
 }
 

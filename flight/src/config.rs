@@ -30,7 +30,7 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     /// The datasets under `data`, with the defaults of `cellflight serve`:
     /// no authentication, no TLS.
-    pub fn new(data: impl Into<PathBuf>) -> Self {
+    pub fn new(data: impl AsRef<std::path::Path>) -> Self {
         Self {
             engine: EngineConfig::new(data),
             streams: StreamLimits {

@@ -76,6 +76,7 @@ fn code_of(kind: ErrorKind) -> Code {
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Internal => Code::Internal,
     }
 }

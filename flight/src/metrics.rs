@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use cellflight_store::RemoteReadStats;
 use tonic::codegen::http;
 
 /// gRPC status codes by number, as the gRPC specification names them.
@@ -78,7 +79,12 @@ impl Metrics {
     /// one gauge.
     /// The counters, and the gauges of the streams open and the memory
     /// they have reserved, in Prometheus' text format.
-    pub(crate) fn render(&self, open_streams: usize, memory_reserved: u64) -> String {
+    pub(crate) fn render(
+        &self,
+        open_streams: usize,
+        memory_reserved: u64,
+        remote: Option<RemoteReadStats>,
+    ) -> String {
         let mut text = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -140,6 +146,48 @@ impl Metrics {
             "Calls that failed, by gRPC status code.",
             &errors,
         );
+        if let Some(remote) = remote {
+            for (name, kind, help, value) in [
+                (
+                    "cellflight_object_store_gets_total",
+                    "counter",
+                    "Ranged GETs of matrix blocks from the object store.",
+                    remote.gets,
+                ),
+                (
+                    "cellflight_object_store_bytes_total",
+                    "counter",
+                    "Bytes of matrix blocks fetched from the object store.",
+                    remote.bytes_fetched,
+                ),
+                (
+                    "cellflight_block_cache_hits_total",
+                    "counter",
+                    "Matrix blocks read from the block cache.",
+                    remote.blocks_from_cache,
+                ),
+                (
+                    "cellflight_block_cache_rejected_total",
+                    "counter",
+                    "Cached blocks found damaged, deleted and fetched again.",
+                    remote.blocks_rejected,
+                ),
+                (
+                    "cellflight_block_cache_bytes",
+                    "gauge",
+                    "Bytes of the block cache's files.",
+                    remote.cache_bytes,
+                ),
+                (
+                    "cellflight_block_cache_capacity_bytes",
+                    "gauge",
+                    "--cache-size.",
+                    remote.cache_capacity,
+                ),
+            ] {
+                metric(name, kind, help, &[(String::new(), value)]);
+            }
+        }
         text
     }
 }
@@ -211,7 +259,7 @@ mod tests {
         metrics.minibatch_sent(64, 1000);
         metrics.minibatch_sent(10, 200);
         metrics.failed(tonic::Code::ResourceExhausted);
-        let text = metrics.render(3, 0);
+        let text = metrics.render(3, 0, None);
         for line in [
             "# TYPE cellflight_streams_open gauge",
             "cellflight_streams_open 3",
@@ -240,7 +288,7 @@ mod tests {
         headers.insert("grpc-status", "0".parse().unwrap());
         metrics.response(&headers);
         assert!(metrics
-            .render(0, 0)
+            .render(0, 0, None)
             .contains("cellflight_errors_total{code=\"NOT_FOUND\"} 1"));
         assert_eq!(
             metrics

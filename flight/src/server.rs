@@ -94,9 +94,11 @@ impl Server {
     /// The server's counters, in Prometheus' text format.
     pub fn metrics_text(&self) -> String {
         let memory_reserved = self.shared.memory.reserved();
-        self.shared
-            .metrics
-            .render(self.open_streams(), memory_reserved)
+        self.shared.metrics.render(
+            self.open_streams(),
+            memory_reserved,
+            self.engine().remote_reads(),
+        )
     }
 
     /// The services over TCP: with TLS if configured.

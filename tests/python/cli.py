@@ -31,8 +31,9 @@ class Cellflight:
     def argv(self, *args) -> list[str]:
         return [str(self.exe), *map(str, args)]
 
-    def run(self, *args, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout)
+    def run(self, *args, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Runs the binary to its end (in `env`, default this process's environment)."""
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, env=env)
 
     def popen(self, *args, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Starts the binary (in `env`, default this process's environment).
@@ -43,15 +44,15 @@ class Cellflight:
         process.log_path = Path(log_file.name)
         return process
 
-    def ok(self, *args, timeout: float = 300) -> subprocess.CompletedProcess:
-        result = self.run(*args, timeout=timeout)
+    def ok(self, *args, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        result = self.run(*args, timeout=timeout, env=env)
         assert result.returncode == 0, describe(result)
         return result
 
-    def fails(self, *args, mentions=()) -> str:
+    def fails(self, *args, mentions=(), env: dict[str, str] | None = None) -> str:
         """Runs a command that must fail; its stderr must contain every one of
         `mentions` (case-insensitively). Returns stderr."""
-        result = self.run(*args)
+        result = self.run(*args, env=env)
         assert result.returncode != 0, describe(result)
         assert result.stderr.strip(), f"no error message on stderr\n{describe(result)}"
         missing = [m for m in mentions if str(m).lower() not in result.stderr.lower()]

@@ -72,3 +72,17 @@ def wide_dataset(cellflight, tmp_path_factory):
     root = tmp_path_factory.mktemp("wide")
     cellflight.ok("generate", root / "cells", "--cells", 4000, "--genes", 4000, "--seed", 2)
     return root / "cells"
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3-compatible server (moto, authentication on) with an empty bucket,
+    for the whole session; see s3_server.py."""
+    from s3_server import start_s3_server
+
+    server = start_s3_server()
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=30)

@@ -24,9 +24,10 @@ def data_dir(cellflight, tmp_path):
     return data
 
 
-def start(cellflight, data, *flags) -> tuple[subprocess.Popen, str]:
-    """Starts `serve` on an ephemeral port; returns the process and its address."""
-    server = cellflight.popen("serve", "--data", data, "--listen", "127.0.0.1:0", *flags)
+def start(cellflight, data, *flags, env=None) -> tuple[subprocess.Popen, str]:
+    """Starts `serve` on an ephemeral port (in `env`, default this process's
+    environment); returns the process and its address."""
+    server = cellflight.popen("serve", "--data", data, "--listen", "127.0.0.1:0", *flags, env=env)
     first = server.stdout.readline()
     assert first.startswith("cellflight listening on grpc"), first + log(server)
     return server, first.split()[-1]
@@ -38,10 +39,10 @@ def stop(server: subprocess.Popen) -> int:
 
 
 @contextlib.contextmanager
-def serving(cellflight, data, *flags):
+def serving(cellflight, data, *flags, env=None):
     """`serve` for the with-block: (process, address) on entry; on the way
     out, stopped, and checked to have exited cleanly."""
-    server, address = start(cellflight, data, *flags)
+    server, address = start(cellflight, data, *flags, env=env)
     try:
         yield server, address
     finally:

@@ -1,18 +1,20 @@
 use cellflight_generate::{generate, GenerateOptions};
 
+use super::output::DatasetOutput;
 use super::{rate, CommandError};
 use crate::cli::GenerateArgs;
 use crate::progress::Progress;
 
 pub(super) fn run(args: GenerateArgs) -> Result<(), CommandError> {
+    let output = DatasetOutput::parse(&args.output, args.force)?;
     let options = GenerateOptions {
-        output: args.output,
+        output: output.dir().to_owned(),
         cells: args.cells,
         genes: args.genes,
         seed: args.seed,
         h5ad: args.h5ad,
         obs_only: args.obs_only,
-        replace: args.force,
+        replace: output.replaces_local(args.force),
     };
     let started = std::time::Instant::now();
     let progress = Progress::new("generate");
@@ -21,14 +23,13 @@ pub(super) fn run(args: GenerateArgs) -> Result<(), CommandError> {
     let m = &summary.manifest;
     println!(
         "generated {} ({} cells x {} genes, {} non-zeros, version {})",
-        options.output.display(),
-        m.n_cells,
-        m.n_genes,
-        m.nnz,
-        m.version
+        args.output, m.n_cells, m.n_genes, m.nnz, m.version
     );
     if let Some(h5ad) = &summary.h5ad {
         println!("  also as  {}", h5ad.display());
+    }
+    if let Some(published) = output.finish(args.force)? {
+        println!("  published {}", published.url);
     }
     let elapsed = started.elapsed();
     println!(

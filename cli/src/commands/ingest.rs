@@ -1,5 +1,6 @@
 use cellflight_ingest::{ingest, IngestOptions, IngestSummary, MatrixSelection, MemoryBudget};
 
+use super::output::DatasetOutput;
 use super::{rate, CommandError};
 use crate::cli::IngestArgs;
 use crate::progress::Progress;
@@ -10,28 +11,32 @@ pub(super) fn run(args: IngestArgs) -> Result<(), CommandError> {
         (None, true) => MatrixSelection::Raw,
         (None, false) => MatrixSelection::X,
     };
+    let output = DatasetOutput::parse(&args.output, args.force)?;
     let options = IngestOptions {
         input: args.input,
-        output: args.output,
+        output: output.dir().to_owned(),
         matrix,
-        replace: args.force,
+        replace: output.replaces_local(args.force),
         memory: MemoryBudget(args.memory.0),
     };
     let progress = Progress::new("ingest");
     let summary = ingest(&options, &|cells, total| progress.advance(cells, total))?;
     progress.finish();
-    print_summary(&options, &summary);
+    print_summary(&options, &args.output, &summary);
+    if let Some(published) = output.finish(args.force)? {
+        println!("  published  {}", published.url);
+    }
     Ok(())
 }
 
-fn print_summary(options: &IngestOptions, summary: &IngestSummary) {
+fn print_summary(options: &IngestOptions, output: &str, summary: &IngestSummary) {
     let m = &summary.manifest;
     let seconds = summary.elapsed.as_secs_f64();
     println!(
         "ingested {} ({}) into {}",
         options.input.display(),
         m.provenance.matrix,
-        options.output.display()
+        output
     );
     println!("  dataset    {} version {}", m.name, m.version);
     println!(

@@ -5,6 +5,8 @@ mod generate;
 mod hash_password;
 mod ingest;
 mod inspect;
+mod output;
+mod prune;
 mod serve;
 
 use std::path::PathBuf;
@@ -45,6 +47,7 @@ pub fn run(subcommand: Subcommand) -> Result<(), CommandError> {
         Subcommand::Ingest(args) => ingest::run(args),
         Subcommand::Generate(args) => generate::run(args),
         Subcommand::Inspect(args) => inspect::run(args),
+        Subcommand::Prune(args) => prune::run(args),
         Subcommand::HashPassword => hash_password::run(),
         Subcommand::Collection(command) => collection::run(command),
     }

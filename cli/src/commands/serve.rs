@@ -16,6 +16,7 @@ use cellflight_flight::{
 };
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_sql::SqlLimits;
+use cellflight_store::{DataLocation, RemoteCatalogConfig};
 use futures::FutureExt;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
@@ -31,11 +32,20 @@ const DEMO_CELLS: u64 = 100_000;
 const DEMO_NAME: &str = "demo";
 
 pub(super) fn run(args: ServeArgs) -> Result<(), CommandError> {
-    let data = match &args.data {
-        Some(data) => data.clone(),
-        None => ensure_demo(&cache_dir(args.cache_dir.as_deref())?)?,
+    let (data, cache) = match &args.data {
+        Some(data) => {
+            // Only a remote --data uses the cache; without a home, the
+            // temporary directory will do.
+            let cache = cache_dir(args.cache_dir.as_deref())
+                .unwrap_or_else(|_| std::env::temp_dir().join("cellflight"));
+            (data.clone(), cache)
+        }
+        None => {
+            let cache = cache_dir(args.cache_dir.as_deref())?;
+            (DataLocation::Local(ensure_demo(&cache)?), cache)
+        }
     };
-    let server = Server::new(&service_config(&args, data))
+    let server = Server::new(&service_config(&args, data, &cache))
         .map_err(|error| startup_error(&args.security, error))?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| CommandError::Serve(format!("cannot start the runtime: {e}")))?;
@@ -60,11 +70,15 @@ fn startup_error(security: &SecurityArgs, error: ServerError) -> CommandError {
 
 /// The flags of `cellflight serve`, as the server's configuration: the one
 /// place flags become settings.
-fn service_config(args: &ServeArgs, data: PathBuf) -> ServiceConfig {
+fn service_config(args: &ServeArgs, data: DataLocation, cache: &Path) -> ServiceConfig {
     let sql = &args.sql;
     ServiceConfig {
         engine: EngineConfig {
             data,
+            remote_cache: RemoteCatalogConfig {
+                cache_dir: cache.to_owned(),
+                cache_bytes: args.cache_size.0,
+            },
             vocabularies: args.vocabularies.clone(),
             default_dataset: args.default_dataset.clone(),
             sql: SqlLimits {
@@ -346,6 +360,10 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Subcommand};
 
+    fn local(dir: &str) -> DataLocation {
+        DataLocation::Local(dir.into())
+    }
+
     fn serve_args(flags: &[&str]) -> ServeArgs {
         let argv = ["cellflight", "serve"].iter().chain(flags);
         match Cli::try_parse_from(argv).unwrap().subcommand {
@@ -356,8 +374,10 @@ mod tests {
 
     #[test]
     fn the_flags_defaults_are_the_configs_defaults() {
-        let config = service_config(&serve_args(&[]), "/data".into());
-        assert_eq!(config, ServiceConfig::new("/data"));
+        let config = service_config(&serve_args(&[]), local("/data"), Path::new("/cache"));
+        let mut expected = ServiceConfig::new("/data");
+        expected.engine.remote_cache.cache_dir = "/cache".into();
+        assert_eq!(config, expected);
     }
 
     #[test]
@@ -385,9 +405,17 @@ mod tests {
             "--sql-planning-threads=3",
             "--spill-dir=/spill",
             "--cohort-cache=6MiB",
+            "--cache-size=7MiB",
         ]);
-        let config = service_config(&args, "/data".into());
+        let config = service_config(&args, local("/data"), Path::new("/cache"));
         let engine = &config.engine;
+        assert_eq!(
+            engine.remote_cache,
+            RemoteCatalogConfig {
+                cache_dir: "/cache".into(),
+                cache_bytes: 7 << 20
+            }
+        );
         assert_eq!(engine.default_dataset.as_deref(), Some("pbmc"));
         assert_eq!(engine.column_cache_bytes, 3 << 20);
         assert_eq!(engine.cohort_cache_bytes, 6 << 20);

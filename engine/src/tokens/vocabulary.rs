@@ -25,7 +25,7 @@ use arrow_cast::cast;
 use arrow_schema::DataType;
 use bytes::Bytes;
 use cellflight_sql::{ByteLru, CacheCost};
-use cellflight_store::MANIFEST_FILE;
+use cellflight_store::{DataLocation, MANIFEST_FILE};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
 
@@ -102,9 +102,11 @@ impl Vocabularies {
     /// The vocabularies of `config.vocabularies`, or else of the data
     /// directory when it holds datasets (not when it is one).
     pub(crate) fn of(config: &EngineConfig) -> Self {
-        let data = &config.data;
-        let directory = (config.vocabularies.clone())
-            .or_else(|| (!data.join(MANIFEST_FILE).exists()).then(|| data.clone()));
+        let local_data = match &config.data {
+            DataLocation::Local(data) => (!data.join(MANIFEST_FILE).exists()).then(|| data.clone()),
+            DataLocation::Remote(_) => None,
+        };
+        let directory = config.vocabularies.clone().or(local_data);
         Self {
             directory,
             parsed: ByteLru::new(VOCABULARY_CACHE_BYTES),
