@@ -63,7 +63,7 @@ def exhausted(error: CellflightError, partition: int, next_batch: int, failures:
     location failed."""
     reasons = "; ".join(f"{location}: {reason}" for location, reason in failures.items())
     message = (
-        f"partition {partition} could not be read from batch {next_batch} on any of its "
+        f"partition {partition} could not be read from batch {next_batch} at any of its "
         f"{len(failures)} locations: {reasons}"
     )
     raised = type(error)(message, error.code)

@@ -262,6 +262,9 @@ class Client:
             "grpc.keepalive_timeout_ms": half,
             "grpc.keepalive_permit_without_calls": 1,
             "grpc.http2.max_pings_without_data": 0,
+            # gRPC gives any ping in flight (a flow-control probe's too) a
+            # minute unless told: a keepalive ping then waits behind it.
+            "grpc.http2.ping_timeout_ms": half,
             "grpc.min_reconnect_backoff_ms": 2 * half,
         }
         given = list(self._options.get("generic_options") or [])
