@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use cellflight_flight::{HostPort, ReplicaUri};
 use clap::{Args, Parser};
 
 use cellflight_store::DataLocation;
@@ -146,6 +147,8 @@ pub struct ServeArgs {
     pub security: SecurityArgs,
     #[command(flatten)]
     pub sql: SqlArgs,
+    #[command(flatten)]
+    pub replicas: ReplicaArgs,
 }
 
 /// Who may connect and call (docs/operations.md). With none of these, anyone
@@ -251,6 +254,32 @@ pub struct SqlArgs {
     /// Memory for cached cohorts (4 bytes a cell; 12 with sampling weights), least recently used evicted first.
     #[arg(long, env = "CELLFLIGHT_COHORT_CACHE", default_value = "1GiB")]
     pub cohort_cache: ByteSize,
+}
+
+/// Replicas serving the same data (docs/operations.md): every endpoint of a
+/// training stream lists them as locations, and clients fail over along them.
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    /// How clients reach this replica, e.g. grpc://10.1.2.3:50051 or grpc+tls://host:50051. Without it, endpoints list no locations.
+    #[arg(long, env = "CELLFLIGHT_ADVERTISE", value_name = "URI")]
+    pub advertise: Option<ReplicaUri>,
+    /// The other replicas' URIs, comma-separated (this one may be among them).
+    #[arg(
+        long,
+        env = "CELLFLIGHT_PEERS",
+        value_name = "URI,URI,...",
+        value_delimiter = ',',
+        requires = "advertise"
+    )]
+    pub peers: Vec<ReplicaUri>,
+    /// A DNS name whose A/AAAA records are the replicas (a Kubernetes headless Service), and their port; asked of the system's resolver again every few seconds, with --advertise's scheme.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_PEERS_DNS",
+        value_name = "NAME:PORT",
+        requires = "advertise"
+    )]
+    pub peers_dns: Option<HostPort>,
 }
 
 #[derive(Debug, Args)]

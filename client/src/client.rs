@@ -1,4 +1,6 @@
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
@@ -14,6 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
+use crate::failover::Locations;
 use crate::ClientError;
 
 /// Largest message the client accepts: a minibatch is never split, and the
@@ -21,10 +24,19 @@ use crate::ClientError;
 /// default limit is 4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 80 << 20;
 
+/// How long a server may leave a connection silent (HTTP/2 pings
+/// unanswered, e.g. a hung replica) before the client gives up on it, when
+/// [`ConnectOptions::failover_timeout`] does not say.
+pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A connection to a cellflight server.
 #[derive(Debug, Clone)]
 pub struct Client {
     flight: FlightServiceClient<InterceptedService<Channel, BearerToken>>,
+    /// Where it connects, and how: the same options reach the replicas an
+    /// endpoint lists.
+    address: String,
+    options: ConnectOptions,
 }
 
 /// How to reach a server that wants a key or speaks TLS.
@@ -37,6 +49,10 @@ pub struct ConnectOptions {
     pub ca_certificate: Option<Vec<u8>>,
     /// For mutual TLS: this client's PEM certificate and key.
     pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// How long a server may stay silent before the client gives up on it
+    /// and a stream goes on at the endpoint's next replica; none:
+    /// [`DEFAULT_FAILOVER_TIMEOUT`].
+    pub failover_timeout: Option<Duration>,
 }
 
 /// Adds `authorization: Bearer TOKEN` to every call, if there is a token.
@@ -61,6 +77,9 @@ impl Interceptor for BearerToken {
 #[derive(Debug, Clone)]
 pub struct EpochPlan {
     pub tickets: Vec<StreamTicket>,
+    /// Each partition's replicas, in the order to try them (the endpoint's
+    /// locations); empty: the server the client planned with.
+    pub locations: Vec<Vec<String>>,
     pub schema: SchemaRef,
     /// Cells streamed in the epoch, padding included.
     pub total_records: u64,
@@ -97,6 +116,8 @@ impl Client {
             address: address.into(),
             reason,
         };
+        let failover_timeout = options.failover_timeout.unwrap_or(DEFAULT_FAILOVER_TIMEOUT);
+        let tuned = |endpoint| tuned(endpoint, failover_timeout);
         let token = options
             .token
             .as_ref()
@@ -138,7 +159,11 @@ impl Client {
         let flight = FlightServiceClient::with_interceptor(channel, BearerToken(token))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Self { flight })
+        Ok(Self {
+            flight,
+            address: address.into(),
+            options: options.clone(),
+        })
     }
 
     /// Plans an epoch of `request`.
@@ -148,16 +173,30 @@ impl Client {
         epoch_plan(info)
     }
 
-    /// The minibatches of the partition `ticket` names, from its
-    /// `start_batch` on, to the last of the plan's `batches_per_partition`.
-    /// A stream that skips a batch or ends before its last one yields an
-    /// error ([`ClientError::IncompleteStream`]), never a quiet end. A
-    /// stream the server aborted (left unread past its idle timeout while
-    /// the caller paused) is requested again from the next batch, once per
-    /// position, and goes on as if nothing happened.
+    /// The minibatches of the partition `ticket` names, read from this
+    /// client's server: [`Client::stream_from`] without locations.
     pub async fn stream(
         &mut self,
         ticket: &StreamTicket,
+        batches_per_partition: u64,
+    ) -> Result<MinibatchStream, ClientError> {
+        self.stream_from(ticket, &[], batches_per_partition).await
+    }
+
+    /// The minibatches of the partition `ticket` names, from its
+    /// `start_batch` on, to the last of the plan's `batches_per_partition`,
+    /// read from the first of `locations` (its endpoint's replicas; none:
+    /// this client's server). A stream that skips a batch or ends before
+    /// its last one yields an error ([`ClientError::IncompleteStream`]),
+    /// never a quiet end. A stream that fails over (a replica down or
+    /// silent, or a stream the server aborted, e.g. left unread past its
+    /// idle timeout while the caller paused) is requested again from the
+    /// next batch at the next location and goes on as if nothing happened,
+    /// within one round of the locations (docs/protocol.md, "Replicas").
+    pub async fn stream_from(
+        &mut self,
+        ticket: &StreamTicket,
+        locations: &[String],
         batches_per_partition: u64,
     ) -> Result<MinibatchStream, ClientError> {
         let expected = ExpectedBatches {
@@ -165,14 +204,7 @@ impl Client {
             next: ticket.start_batch,
             end: batches_per_partition,
         };
-        let first = self.minibatches_from(ticket, ticket.start_batch).await?;
-        let resuming = Resuming {
-            client: self.clone(),
-            ticket: ticket.clone(),
-            current: first,
-            next: ticket.start_batch,
-            resumed_at: None,
-        };
+        let resuming = Resuming::start(self, ticket, locations).await?;
         Ok(expected.check(resuming.into_stream()))
     }
 
@@ -207,18 +239,45 @@ impl Client {
     }
 }
 
-/// A partition's minibatches across the server's aborts: each abort is
-/// answered by a new request from the next batch, unless the last one
-/// resumed at that same batch (then the abort is the caller's to see).
+/// A partition's minibatches across failures: each one that fails over is
+/// answered by a request from the next batch at the next location, with a
+/// connection kept per location.
 struct Resuming {
-    client: Client,
+    connections: HashMap<String, Client>,
+    options: ConnectOptions,
+    locations: Locations,
     ticket: StreamTicket,
     current: MinibatchStream,
     next: u64,
-    resumed_at: Option<u64>,
 }
 
 impl Resuming {
+    /// Reading `ticket`'s partition from the first of `locations` that answers.
+    async fn start(
+        client: &Client,
+        ticket: &StreamTicket,
+        locations: &[String],
+    ) -> Result<Self, ClientError> {
+        let locations = match locations {
+            [] => vec![client.address.clone()],
+            given => given.to_vec(),
+        };
+        let mut resuming = Self {
+            connections: HashMap::from([(client.address.clone(), client.clone())]),
+            options: client.options.clone(),
+            locations: Locations::new(locations),
+            ticket: ticket.clone(),
+            current: futures::stream::empty().boxed(),
+            next: ticket.start_batch,
+        };
+        match resuming.open_current().await {
+            Ok(first) => resuming.current = first,
+            Err(error) if error.fails_over() => resuming.fail_over(error).await?,
+            Err(error) => return Err(error),
+        }
+        Ok(resuming)
+    }
+
     fn into_stream(self) -> MinibatchStream {
         futures::stream::unfold(self, |mut state| async move {
             let item = state.next_minibatch().await?;
@@ -234,17 +293,45 @@ impl Resuming {
                     self.next = minibatch.batch + 1;
                     return Some(Ok(minibatch));
                 }
-                Err(error) if error.is_aborted() && self.resumed_at != Some(self.next) => {
-                    self.resumed_at = Some(self.next);
-                    let (ticket, next) = (self.ticket.clone(), self.next);
-                    match self.client.minibatches_from(&ticket, next).await {
-                        Ok(resumed) => self.current = resumed,
-                        Err(error) => return Some(Err(error)),
+                Err(error) if error.fails_over() => {
+                    if let Err(error) = self.fail_over(error).await {
+                        return Some(Err(error));
                     }
                 }
                 Err(error) => return Some(Err(error)),
             }
         }
+    }
+
+    /// Moves on to the next location that answers, after `error` at the
+    /// current one; the round's error when none does.
+    async fn fail_over(&mut self, mut error: ClientError) -> Result<(), ClientError> {
+        loop {
+            self.locations
+                .fail(&error, self.ticket.partition, self.next)?;
+            match self.open_current().await {
+                Ok(resumed) => {
+                    self.current = resumed;
+                    return Ok(());
+                }
+                Err(failed) if failed.fails_over() => error = failed,
+                Err(failed) => return Err(failed),
+            }
+        }
+    }
+
+    /// The partition from the next batch at the current location.
+    async fn open_current(&mut self) -> Result<MinibatchStream, ClientError> {
+        let location = self.locations.current();
+        let mut client = match self.connections.get(location) {
+            Some(client) => client.clone(),
+            None => {
+                let client = Client::connect_with(location, &self.options).await?;
+                self.connections.insert(location.to_owned(), client.clone());
+                client
+            }
+        };
+        client.minibatches_from(&self.ticket, self.next).await
     }
 }
 
@@ -310,11 +397,20 @@ fn tls_config(options: &ConnectOptions) -> ClientTlsConfig {
 }
 
 /// HTTP/2 flow-control windows of a few minibatches: with h2's 64 KiB
-/// default, a 400 KiB minibatch waits for several window updates.
-fn tuned(endpoint: Endpoint) -> Endpoint {
+/// default, a 400 KiB minibatch waits for several window updates. And
+/// keepalive, so that a server silent for `failover_timeout` (a hung
+/// replica keeps its socket open) fails the stream with UNAVAILABLE: a
+/// ping every half of it, given half of it to be answered, on a quiet
+/// connection too.
+fn tuned(endpoint: Endpoint, failover_timeout: Duration) -> Endpoint {
+    let half = failover_timeout / 2;
     endpoint
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(4 * STREAM_WINDOW_BYTES)
+        .http2_keep_alive_interval(half)
+        .keep_alive_timeout(half)
+        .keep_alive_while_idle(true)
+        .connect_timeout(failover_timeout)
 }
 
 const STREAM_WINDOW_BYTES: u32 = 16 << 20;
@@ -323,6 +419,11 @@ fn epoch_plan(info: FlightInfo) -> Result<EpochPlan, ClientError> {
     let protocol = |what: String| ClientError::Protocol(what);
     let metadata = PlanMetadata::from_json(&info.app_metadata)
         .map_err(|e| protocol(format!("FlightInfo app_metadata: {e}")))?;
+    let locations = info
+        .endpoint
+        .iter()
+        .map(|endpoint| endpoint.location.iter().map(|l| l.uri.clone()).collect())
+        .collect();
     let tickets = info
         .endpoint
         .iter()
@@ -347,6 +448,7 @@ fn epoch_plan(info: FlightInfo) -> Result<EpochPlan, ClientError> {
         batches_per_partition: metadata.batches_per_partition,
         dataset_version: metadata.dataset_version,
         tickets,
+        locations,
     })
 }
 

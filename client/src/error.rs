@@ -22,19 +22,34 @@ pub enum ClientError {
     /// The server's answer does not follow docs/protocol.md.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// Every location of a partition's endpoint failed since its last
+    /// batch: each location, and why (docs/protocol.md, "Replicas").
+    #[error("partition {partition} could not be read from batch {next} at any of its {} locations: {}", .failures.len(), reasons(.failures))]
+    Failover {
+        partition: u32,
+        next: u64,
+        failures: Vec<(String, String)>,
+    },
     #[error(transparent)]
     Flight(#[from] arrow_flight::error::FlightError),
 }
 
 impl ClientError {
-    /// Whether the server ended a stream it had accepted (ABORTED): the
-    /// stream may be requested again from its next batch.
-    pub fn is_aborted(&self) -> bool {
-        let status = match self {
-            Self::Status(status) => Some(status),
-            Self::Flight(arrow_flight::error::FlightError::Tonic(status)) => Some(status.as_ref()),
+    /// The gRPC status the server (or the transport) answered, if any.
+    pub fn status_code(&self) -> Option<tonic::Code> {
+        match self {
+            Self::Status(status) => Some(status.code()),
+            Self::Flight(arrow_flight::error::FlightError::Tonic(status)) => Some(status.code()),
             _ => None,
-        };
-        status.is_some_and(|status| status.code() == tonic::Code::Aborted)
+        }
     }
+}
+
+/// `location: why; location: why`.
+fn reasons(failures: &[(String, String)]) -> String {
+    let reasons: Vec<_> = failures
+        .iter()
+        .map(|(location, why)| format!("{location}: {why}"))
+        .collect();
+    reasons.join("; ")
 }

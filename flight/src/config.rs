@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cellflight_engine::EngineConfig;
 
+use crate::replicas::ReplicaConfig;
 use crate::stream_slots::StreamLimits;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,8 @@ pub struct ServiceConfig {
     pub auth: AuthConfig,
     /// Serve TLS; none: plain TCP.
     pub tls: Option<TlsFiles>,
+    /// The replicas serving the same data, listed as endpoint locations.
+    pub replicas: ReplicaConfig,
 }
 
 impl ServiceConfig {
@@ -48,6 +51,7 @@ impl ServiceConfig {
             max_request_bytes: 16 << 20,
             auth: AuthConfig::default(),
             tls: None,
+            replicas: ReplicaConfig::default(),
         }
     }
 }

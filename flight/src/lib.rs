@@ -17,6 +17,7 @@ mod error;
 mod flight_sql;
 mod memory_budget;
 mod metrics;
+mod replicas;
 mod request_size_limit;
 mod server;
 mod service;
@@ -27,6 +28,7 @@ mod stream_slots;
 pub use auth::{hash_password, PasswordError, SignInError, UsersError};
 pub use config::{AuthConfig, ConnectionLimits, ServiceConfig, TlsFiles};
 pub use error::ServiceError;
+pub use replicas::{HostPort, ReplicaConfig, ReplicaUri, Scheme, UriError, MAX_REPLICAS};
 pub use server::{Layers, Server, ServerError};
 pub use stream_slots::StreamLimits;
 

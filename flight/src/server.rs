@@ -17,6 +17,7 @@ use crate::auth::{Authenticate, Authenticator, UsersError};
 use crate::config::{ConnectionLimits, ServiceConfig, TlsFiles};
 use crate::memory_budget::MemoryBudget;
 use crate::metrics::CountFailures;
+use crate::replicas::Replicas;
 use crate::request_size_limit::RequestSizeLimit;
 use crate::service::CellflightService;
 use crate::shared::Shared;
@@ -65,6 +66,7 @@ impl Server {
             memory: MemoryBudget::new(config.max_memory_bytes),
             metrics: Arc::default(),
             max_request_bytes: config.max_request_bytes,
+            replicas: Replicas::new(&config.replicas),
         };
         Ok(Self {
             shared: Arc::new(shared),

@@ -21,6 +21,7 @@ use crate::command::Command;
 use crate::do_get::{Produced, QueryDeadline, Served};
 use crate::error::ServiceError;
 use crate::flight_sql::FlightSqlFrontEnd;
+use crate::replicas::rotated;
 use crate::shared::Shared;
 use crate::sql_answers::{query_info, query_stream};
 use crate::stream_slots::Client;
@@ -103,16 +104,25 @@ impl CellflightService {
 }
 
 /// A planned stream as Flight describes it: one endpoint a partition,
-/// the plan's metadata as app_metadata (docs/protocol.md).
-fn plan_info(plan: &Plan, descriptor: FlightDescriptor) -> Result<FlightInfo, ServiceError> {
+/// listing the `replicas` rotated by its partition as locations, the
+/// plan's metadata as app_metadata (docs/protocol.md).
+fn plan_info(
+    plan: &Plan,
+    descriptor: FlightDescriptor,
+    replicas: &[String],
+) -> Result<FlightInfo, ServiceError> {
     let info = FlightInfo::new()
         .try_with_schema(plan.schema())?
         .with_descriptor(descriptor)
         .with_total_records(plan.total_records() as i64)
         .with_app_metadata(plan.metadata().to_json());
-    let endpoints = plan
-        .tickets()
-        .map(|ticket| FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_json())));
+    let endpoints = plan.tickets().map(|ticket| {
+        let locations = rotated(replicas, ticket.partition as usize);
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_json()));
+        locations
+            .into_iter()
+            .fold(endpoint, FlightEndpoint::with_location)
+    });
     Ok(endpoints.fold(info, FlightInfo::with_endpoint))
 }
 
@@ -208,7 +218,12 @@ impl FlightService for CellflightService {
         let caller = self.shared.auth.caller_of(&request)?;
         let plan = self.shared.engine.plan(&caller, stream_request).await;
         let plan = plan.map_err(ServiceError::from)?;
-        Ok(Response::new(plan_info(&plan, request.into_inner())?))
+        let replicas = self.shared.replicas.uris().await;
+        Ok(Response::new(plan_info(
+            &plan,
+            request.into_inner(),
+            &replicas,
+        )?))
     }
 
     async fn poll_flight_info(

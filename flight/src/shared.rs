@@ -1,5 +1,5 @@
 //! What every call to a server shares: the engine, who may call, the open
-//! streams, the counters and the request size limit.
+//! streams, the counters, the request size limit and the replicas.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use cellflight_engine::Engine;
 use crate::auth::Authenticator;
 use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
+use crate::replicas::Replicas;
 use crate::stream_slots::StreamSlots;
 
 #[derive(Debug)]
@@ -22,4 +23,6 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// Largest message a client may send.
     pub(crate) max_request_bytes: usize,
+    /// The replicas a training stream's endpoints list as locations.
+    pub(crate) replicas: Replicas,
 }

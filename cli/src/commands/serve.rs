@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use cellflight_engine::{Caller, EngineConfig};
 use cellflight_flight::{
-    AuthConfig, ConnectionLimits, Layers, Server, ServerError, ServiceConfig, StreamLimits,
-    TlsFiles,
+    AuthConfig, ConnectionLimits, Layers, ReplicaConfig, Server, ServerError, ServiceConfig,
+    StreamLimits, TlsFiles,
 };
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_sql::SqlLimits;
@@ -24,7 +24,7 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::server::Router;
 
 use super::CommandError;
-use crate::cli::{SecurityArgs, ServeArgs};
+use crate::cli::{ReplicaArgs, SecurityArgs, ServeArgs};
 use crate::progress::Progress;
 
 /// The demo dataset: Tahoe-shaped, big enough to feel real, quick to make.
@@ -110,6 +110,15 @@ fn service_config(args: &ServeArgs, data: DataLocation, cache: &Path) -> Service
             token: args.security.auth_token.clone(),
         },
         tls: tls_files(&args.security),
+        replicas: replica_config(&args.replicas),
+    }
+}
+
+fn replica_config(args: &ReplicaArgs) -> ReplicaConfig {
+    ReplicaConfig {
+        advertise: args.advertise.clone(),
+        peers: args.peers.clone(),
+        peers_dns: args.peers_dns.clone(),
     }
 }
 
@@ -355,6 +364,7 @@ fn ensure_demo(cache: &Path) -> Result<PathBuf, CommandError> {
 mod tests {
     use std::time::Duration;
 
+    use cellflight_flight::ReplicaUri;
     use clap::Parser;
 
     use super::*;
@@ -450,5 +460,42 @@ mod tests {
         );
         let tls = config.tls.unwrap();
         assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/ca.pem")));
+    }
+
+    #[test]
+    fn the_replica_flags_reach_the_config() {
+        let args = serve_args(&[
+            "--advertise=grpc://10.0.0.1:50051",
+            "--peers=grpc://10.0.0.2:50051,grpc://10.0.0.3:50051",
+            "--peers-dns=cellflight.default.svc:50051",
+        ]);
+        let replicas = service_config(&args, "/data".into()).replicas;
+        let uri = |text: &str| text.parse::<ReplicaUri>().unwrap();
+        assert_eq!(replicas.advertise, Some(uri("grpc://10.0.0.1:50051")));
+        assert_eq!(
+            replicas.peers,
+            [uri("grpc://10.0.0.2:50051"), uri("grpc://10.0.0.3:50051")]
+        );
+        assert_eq!(replicas.peers_dns.unwrap().host, "cellflight.default.svc");
+    }
+
+    #[test]
+    fn peers_need_advertise() {
+        for flags in [
+            ["--peers=grpc://10.0.0.2:50051"],
+            ["--peers-dns=cellflight:50051"],
+        ] {
+            let argv = ["cellflight", "serve"].iter().chain(&flags);
+            let error = Cli::try_parse_from(argv).unwrap_err().to_string();
+            assert!(error.contains("--advertise <URI>"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_bad_advertise_uri_is_refused_naming_it() {
+        let argv = ["cellflight", "serve", "--advertise=http://10.0.0.1:80"];
+        let error = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(error.contains("--advertise <URI>"), "{error}");
+        assert!(error.contains("\"http://10.0.0.1:80\""), "{error}");
     }
 }

@@ -107,7 +107,7 @@ async fn main() -> Result<(), Failure> {
             let options = ConnectOptions {
                 token,
                 ca_certificate,
-                client_identity: None,
+                ..ConnectOptions::default()
             };
             let report = measure(&address, &options, &request, warmup, seconds).await?;
             println!("{report}");
@@ -159,7 +159,11 @@ async fn measure(
                 };
                 let plan = client.plan(&epoch_request).await?;
                 let mut minibatches = client
-                    .stream(&plan.tickets[partition], plan.batches_per_partition)
+                    .stream_from(
+                        &plan.tickets[partition],
+                        &plan.locations[partition],
+                        plan.batches_per_partition,
+                    )
                     .await?;
                 while let Some(minibatch) = minibatches.next().await {
                     if tally.stop.load(Ordering::Relaxed) {

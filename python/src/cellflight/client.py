@@ -28,10 +28,14 @@ REQUEST_KEYS = (
 )
 # The server refuses a minibatch that could exceed this (docs/protocol.md).
 MINIBATCH_LIMIT = 64 << 20
+# Seconds a replica may stay silent (no answer to HTTP/2 pings) before the
+# client gives up on it and fails over (docs/protocol.md, "Replicas").
+DEFAULT_FAILOVER_TIMEOUT = 20.0
 
 
 def connect(
-    address: str, *, token: str | None = None, username: str | None = None, password: str | None = None, **options
+    address: str, *, token: str | None = None, username: str | None = None, password: str | None = None,
+    failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT, **options
 ) -> "Client":
     """A client of the cellflight server at `address`: `grpc://host:port`,
     `grpc+tls://host:port`, or `grpc+unix:///path/to/socket` for a server on
@@ -41,12 +45,19 @@ def connect(
     variable `CELLFLIGHT_TOKEN`), or a `username` and `password` traded for
     the token once, by a Flight Handshake (docs/operations.md).
 
+    `failover_timeout`: seconds a server may leave the connection silent
+    (HTTP/2 pings unanswered, e.g. a hung replica) before the client gives
+    up on it; a stream then goes on at the endpoint's next replica
+    (docs/protocol.md, "Replicas").
+
     `options` go to `pyarrow.flight.connect`: e.g. `tls_root_certs` (the
     PEM CA of a server's certificate), `cert_chain` and `private_key` for
     mutual TLS, `generic_options`. For a Unix socket the `:authority` is set
     to `localhost`, which the server's HTTP/2 stack requires
     (docs/protocol.md)."""
-    return Client(address, token=token, username=username, password=password, **options)
+    return Client(
+        address, token=token, username=username, password=password, failover_timeout=failover_timeout, **options
+    )
 
 
 def quote_identifier(name: str) -> str:
@@ -162,9 +173,12 @@ class Client:
 
     def __init__(
         self, address: str, *, token: str | None = None, username: str | None = None, password: str | None = None,
-        **options,
+        failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT, **options,
     ):
+        if not failover_timeout > 0:
+            raise ValueError(f"failover_timeout must be a positive number of seconds, not {failover_timeout!r}")
         self.address = address
+        self.failover_timeout = float(failover_timeout)
         self._options = dict(options)
         if address.startswith("grpc+unix://"):
             generic = list(self._options.get("generic_options") or [])
@@ -200,10 +214,14 @@ class Client:
     # --- plumbing ---------------------------------------------------------
 
     def __getstate__(self):
-        return {"address": self.address, "options": self._options, "token": self._token}
+        return {
+            "address": self.address, "options": self._options, "token": self._token,
+            "failover_timeout": self.failover_timeout,
+        }
 
     def __setstate__(self, state):
         self.address, self._options, self._token = state["address"], state["options"], state["token"]
+        self.failover_timeout = state["failover_timeout"]
         self._init_connections()
 
     def __repr__(self) -> str:
@@ -222,14 +240,36 @@ class Client:
             self._connections[key] = (pid, client)
         return client
 
-    def new_flight_client(self) -> flight.FlightClient:
-        """A new connection (a stream reader uses one of its own)."""
+    def new_flight_client(self, address: str | None = None) -> flight.FlightClient:
+        """A new connection to this client's server, or to `address` (a
+        replica an endpoint lists) with the same token and options; a
+        stream reader uses one of its own."""
         _check_fork()
-        options = self._options
+        options = {**self._options, "generic_options": self._generic_options()}
         if self._token is not None:
-            middleware = [*options.get("middleware", ()), _BearerToken(self._token)]
-            options = {**options, "middleware": middleware}
-        return _call(flight.connect, self.address, **options)
+            options["middleware"] = [*options.get("middleware", ()), _BearerToken(self._token)]
+        return _call(flight.connect, address or self.address, **options)
+
+    def _generic_options(self) -> list[tuple[str, Any]]:
+        """The caller's gRPC channel options, and HTTP/2 keepalive so that
+        a server silent for `failover_timeout` (a hung replica keeps its
+        socket open) fails the call with UNAVAILABLE: a ping every half of
+        it, given half of it to be answered, pinging on a quiet stream too.
+        Connecting to a hung server is given up after as long."""
+        half = max(1, int(self.failover_timeout * 500))
+        keepalive = {
+            "grpc.keepalive_time_ms": half,
+            "grpc.keepalive_timeout_ms": half,
+            "grpc.keepalive_permit_without_calls": 1,
+            "grpc.http2.max_pings_without_data": 0,
+            # gRPC gives any ping in flight (a flow-control probe's too) a
+            # minute unless told: a keepalive ping then waits behind it.
+            "grpc.http2.ping_timeout_ms": half,
+            "grpc.min_reconnect_backoff_ms": 2 * half,
+        }
+        given = list(self._options.get("generic_options") or [])
+        given_keys = {key for key, _ in given}
+        return given + [(key, value) for key, value in keepalive.items() if key not in given_keys]
 
     def close(self) -> None:
         """Closes this Client's connections (they reopen on next use)."""

@@ -18,7 +18,8 @@ import pyarrow.flight as flight
 
 from . import client as _client
 from .client import Client, _call, as_client, check_dataset_name
-from .errors import Aborted, IncompleteStream, translate
+from ._failover import Locations, fails_over
+from .errors import IncompleteStream, translate
 
 FORMATS = ("csr", "dense", "tokens")
 # Columns of the stream that are not obs columns.
@@ -240,12 +241,14 @@ class _Failed:
 
 @dataclass(frozen=True)
 class Stream:
-    """One partition to read: its ticket, and the batches it must deliver
-    (from the ticket's start_batch to the plan's batches_per_partition)."""
+    """One partition to read: its ticket, the batches it must deliver
+    (from the ticket's start_batch to the plan's batches_per_partition),
+    and the endpoint's locations."""
 
     ticket: flight.Ticket
     partition: int
     batches: range
+    locations: tuple[str, ...] = ()  # the replicas to read it from, in order; none: the client's address
 
 
 def check_position(stream: Stream, expected: int, metadata: dict) -> int:
@@ -273,7 +276,8 @@ def check_ended(stream: Stream, next_batch: int) -> None:
 class _StreamReader(threading.Thread):
     """Reads one endpoint on its own connection into a bounded queue,
     converting each record batch with `convert` on the way, and checking
-    that its batches come in order up to the last."""
+    that its batches come in order up to the last; a location that fails
+    hands the partition to the next (`_failover`)."""
 
     def __init__(self, client: Client, stream: Stream, convert: Callable, depth: int, stop: threading.Event):
         super().__init__(daemon=True, name="cellflight-stream")
@@ -283,6 +287,7 @@ class _StreamReader(threading.Thread):
         self.reader = None
         self.connection = None
         self.next_batch = stream.batches.start
+        self.locations = Locations(stream.locations or (client.address,), stream.partition)
 
     def put(self, item) -> bool:
         while not self.stop.is_set():
@@ -295,33 +300,43 @@ class _StreamReader(threading.Thread):
 
     def run(self):
         try:
-            self.connection = self.client.new_flight_client()
+            self.connect()
             if self.read_resuming():
                 self.put(_END)
         except BaseException as error:  # handed to the consumer, which re-raises it
             if not self.stop.is_set():
                 self.put(_Failed(translate(error)))
         finally:
-            if self.connection is not None:
-                try:
-                    self.connection.close()
-                except Exception:
-                    pass
+            self.disconnect()
+
+    def connect(self) -> None:
+        """A connection of this reader's own to the current location."""
+        self.disconnect()
+        self.connection = self.client.new_flight_client(self.locations.current)
+
+    def disconnect(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except Exception:
+                pass
+            self.connection = None
 
     def read_resuming(self) -> bool:
         """Reads the partition to its end (True) or until stopped (False).
-        A stream the server aborted (left unread past its idle timeout
-        while the trainer paused) is requested again from the next batch,
-        once per position: an abort before any further batch is raised."""
-        resumed_at = None
+        A stream that fails over (a replica down or silent, or one that
+        aborted the stream, e.g. left unread past its idle timeout while
+        the trainer paused) is requested again from the next batch at the
+        next location, within one round of them (`_failover`)."""
         while True:
             try:
                 return self.read_from(self.next_batch)
             except Exception as error:
                 error = translate(error)
-                if not isinstance(error, Aborted) or resumed_at == self.next_batch or self.stop.is_set():
+                if not fails_over(error) or self.stop.is_set():
                     raise error
-                resumed_at = self.next_batch
+                self.locations.fail(error, self.next_batch)
+                self.connect()
 
     def read_from(self, start_batch: int) -> bool:
         self.reader = self.connection.do_get(ticket_at(self.stream.ticket, start_batch))
@@ -544,7 +559,8 @@ class Loader:
         streams = []
         for p in self.read:
             start = self.start_batches.get(p, 0)
-            streams.append(Stream(ticket_at(endpoints[p].ticket, start), p, range(start, end)))
+            locations = tuple(location.uri.decode() for location in endpoints[p].locations)
+            streams.append(Stream(ticket_at(endpoints[p].ticket, start), p, range(start, end), locations))
         return streams
 
     def _converter(self) -> Callable:
