@@ -31,25 +31,29 @@ class Replica:
         return log(self.process)
 
 
-def start_replica(cellflight, data, host: str, port: int, *flags) -> Replica:
+def start_replica(cellflight, data, host: str, port: int, *flags, env=None) -> Replica:
+    """A replica of `data` on `host` (in `env`: an object store's settings)."""
     uri = f"grpc://{host}:{port}"
-    process = cellflight.popen("serve", "--data", data, "--listen", f"{host}:{port}", "--advertise", uri, *flags)
+    argv = ("serve", "--data", data, "--listen", f"{host}:{port}", "--advertise", uri, *flags)
+    process = cellflight.popen(*argv, env=env)
     first = process.stdout.readline()
     assert first.startswith("cellflight listening on grpc"), first + log(process)
     return Replica(process, uri)
 
 
 @contextlib.contextmanager
-def three_replicas(cellflight, data):
-    """The three replicas of `data` (any location `serve --data` takes),
-    each with --peers naming all three; on the way out each is woken
-    (a test may have stopped one) and ended."""
+def three_replicas(cellflight, data, env=None, caches=None):
+    """The three replicas of `data` (any location `serve --data` takes, in
+    `env`), each with --peers naming all three and, under `caches`, a cache
+    directory of its own; on the way out each is woken (a test may have
+    stopped one) and ended."""
     port = free_port()
     peers = ",".join(f"grpc://{host}:{port}" for host in HOSTS)
     replicas = []
     try:
         for host in HOSTS:
-            replicas.append(start_replica(cellflight, data, host, port, "--peers", peers))
+            cache = ("--cache-dir", caches / host) if caches else ()
+            replicas.append(start_replica(cellflight, data, host, port, "--peers", peers, *cache, env=env))
         yield replicas
     finally:
         for replica in replicas:

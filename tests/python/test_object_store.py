@@ -5,6 +5,7 @@ block cache, versions that never mix, and errors that name the object."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -177,6 +178,8 @@ def test_prune_removes_versions_replaced_long_enough_ago(cellflight, s3, tmp_pat
     assert len(versions) == 3
     kept = cellflight.ok("prune", f"{remote}/cells", "--keep-for", "1h", env=s3.env()).stdout
     assert "removed" not in kept
+    # S3 keeps times to the second: let the last replacement be a second old.
+    time.sleep(1.5)
     out = cellflight.ok("prune", f"{remote}/cells", "--keep-for", "0s", env=s3.env()).stdout
     current = json.loads(s3.client().get_object(Bucket=s3.bucket, Key="prune/cells/manifest.json")["Body"].read())["version"]
     assert sorted({k.split("/")[3] for k in s3.keys("prune/cells/v/")}) == [current]

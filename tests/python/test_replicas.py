@@ -26,17 +26,25 @@ FAILOVER_TIMEOUT = 2.0  # seconds; the clients' failover_timeout in these tests
 SLACK = 6.0  # seconds beyond it for the failover to show (a loaded CI machine)
 
 
-@pytest.fixture
-def data(wide_dataset):
-    """Where the replicas' data lives: one location, shared by all three.
-    4,000 dense cells of 4,000 genes, so a partition (21 MB) cannot sit in
-    the connection's buffers when its replica goes."""
-    return wide_dataset
+@pytest.fixture(scope="module")
+def data(cellflight, s3):
+    """Where the replicas' data lives: one S3 prefix, shared by all three
+    (as in a deployment; each replica has its own block cache). 4,000 dense
+    cells of 4,000 genes, so a partition (21 MB) cannot sit in the
+    connection's buffers when its replica goes."""
+    cellflight.ok("generate", s3.url("replicas", "cells"), "--cells", 4000, "--genes", 4000, "--seed", 2, env=s3.env())
+    return s3.url("replicas")
+
+
+@pytest.fixture(scope="module")
+def data_env(s3):
+    """The environment the replicas read the store with."""
+    return s3.env()
 
 
 @pytest.fixture
-def replicas(cellflight, data):
-    with three_replicas(cellflight, data) as started:
+def replicas(cellflight, data, data_env, tmp_path):
+    with three_replicas(cellflight, data, env=data_env, caches=tmp_path) as started:
         yield started
 
 
@@ -152,9 +160,9 @@ def test_when_every_replica_is_gone_the_error_names_each(replicas):
 # --- discovery by DNS --------------------------------------------------------------
 
 
-def test_the_addresses_a_dns_name_stands_for_are_the_endpoints_locations(cellflight, data):
+def test_the_addresses_a_dns_name_stands_for_are_the_endpoints_locations(cellflight, data, data_env):
     port = free_port()
-    replica = start_replica(cellflight, data, HOSTS[0], port, "--peers-dns", f"localhost:{port}")
+    replica = start_replica(cellflight, data, HOSTS[0], port, "--peers-dns", f"localhost:{port}", env=data_env)
     try:
         endpoint = plan(replica.uri, partitions=1).endpoints[0]
     finally:
@@ -167,9 +175,10 @@ def test_the_addresses_a_dns_name_stands_for_are_the_endpoints_locations(cellfli
     assert locations(endpoint) == sorted(answered | {replica.uri})
 
 
-def test_a_name_without_records_leaves_a_replica_listing_itself_and_saying_so(cellflight, data):
+def test_a_name_without_records_leaves_a_replica_listing_itself_and_saying_so(cellflight, data, data_env):
     port = free_port()
-    replica = start_replica(cellflight, data, HOSTS[0], port, "--peers-dns", f"no-such-replica.invalid:{port}")
+    flags = ("--peers-dns", f"no-such-replica.invalid:{port}")
+    replica = start_replica(cellflight, data, HOSTS[0], port, *flags, env=data_env)
     try:
         assert locations(plan(replica.uri, partitions=1).endpoints[0]) == [replica.uri]
         assert plan(replica.uri, partitions=2).total_records == 4000, "the server goes on serving"
