@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import time
 import tomllib
 
+import grpc
 import kubernetes_validate
+import pyarrow.compute as pc
+import pyarrow.flight as flight
 import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cli import REPO
+from cluster_dns import headless_service
 from deploy_files import (
     dockerfile_stages,
     flag_bytes,
@@ -29,6 +40,7 @@ from deploy_files import (
     seconds,
     server_container,
 )
+from kubelet import Pod, container_env, expand, pod_root, secret_data
 
 # The Kubernetes release the manifests are written for (its schemas ship with
 # kubernetes-validate). Strict: a field the API does not know fails, as
@@ -64,8 +76,6 @@ def server_flags() -> dict[str, str]:
 
 @pytest.mark.parametrize("path", manifest_files(), ids=lambda path: path.name)
 def test_every_manifest_is_valid_for_kubernetes(path):
-    import yaml
-
     for resource in yaml.safe_load_all(path.read_text()):
         validate(resource)
 
@@ -220,3 +230,186 @@ def test_the_image_runs_as_the_deployments_non_root_user_and_exposes_its_ports()
     assert useradd[useradd.index("--uid") + 1] == str(uid)
     exposed = {int(port) for value in runtime.values("EXPOSE") for port in value.split()}
     assert exposed == {port["containerPort"] for port in container()["ports"]}
+
+
+# --- The server, started as the Deployment's pods -----------------------------
+
+
+def test_the_kubelet_stand_in_expands_variables_as_kubernetes_does():
+    env = {"POD_IP": "10.0.0.7"}
+    assert expand("grpc://$(POD_IP):50051", env) == "grpc://10.0.0.7:50051"
+    assert expand("$(POD_NAMESPACE).svc", env) == "$(POD_NAMESPACE).svc", "an undefined variable stays as written"
+    assert expand("$$(POD_IP) costs $$5", env) == "$(POD_IP) costs $5", "$$ escapes"
+    spec = {"env": [{"name": "B", "value": "$(A)-b"}, {"name": "A", "value": "a"}, {"name": "C", "value": "$(A)-c"}]}
+    assert container_env(spec, {}, {}) == {"B": "$(A)-b", "A": "a", "C": "a-c"}, "only earlier variables expand"
+
+
+# One loopback address a pod, its POD_IP (away from the 127.0.0.x other tests use).
+POD_IPS = ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
+NAMESPACE = "cellflight-test"
+# The runtime stage's PATH (debian's image ENV), which a container inherits.
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The datasets the test publishes under --data, from real files; the
+# analyst of the users Secret is granted pbmc alone.
+DATASETS = {"pbmc": ("10x_pbmc68k_reduced.h5ad", 700), "wu2020": ("wu2020_200_v0_11.h5ad", 200)}
+# The password whose hash the users Secret's analyst has (said in the file).
+ANALYST_PASSWORD = "CHANGE-ME"
+
+
+def missing_flags(cellflight) -> list[str]:
+    """The Deployment's flags this binary does not know."""
+    usage = cellflight.ok("serve", "--help").stdout
+    return [name for name in server_flags() if not re.search(rf"\s{re.escape(name)}[ =\s]", usage)]
+
+
+def s3_secret(s3) -> dict[str, bytes]:
+    """The S3 Secret as an operator fills it for the test's S3-compatible
+    server: the example's keys, the server's credentials and endpoint."""
+    example = secret_data(manifest("Secret", "cellflight-s3"))
+    filled = {
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+        "AWS_REGION": example["AWS_REGION"].decode(),
+        "AWS_ENDPOINT": s3.endpoint_url,
+        "AWS_ALLOW_HTTP": "true",
+    }
+    assert example.keys() <= filled.keys(), "a key of the example Secret the test does not fill"
+    return {key: value.encode() for key, value in filled.items()}
+
+
+def publish_datasets(cellflight, data_file, secrets) -> None:
+    """Ingests the real files under the Deployment's --data URL, with the
+    object store settings the pods get."""
+    env = {**os.environ, **{k: v.decode() for k, v in secrets["cellflight-s3"].items()}}
+    for name, (file, _) in DATASETS.items():
+        ingest = cellflight.argv("ingest", data_file(file), f"{server_flags()['--data']}/{name}")
+        result = subprocess.run(ingest, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+
+
+def start_pod(binary, ip: str, secrets, dns_server: str) -> subprocess.Popen:
+    _, runtime = dockerfile_stages()
+    entrypoint = json.loads(runtime.values("ENTRYPOINT")[0])
+    pod = Pod(pod_spec(), pod_root(), ip, NAMESPACE)
+    pod.install_image_file(entrypoint[0], binary)
+    pod.mount_volumes(container(), secrets)
+    env = container_env(container(), secrets, {"status.podIP": ip, "metadata.namespace": NAMESPACE})
+    argv = pod.argv(container(), entrypoint, env)
+    # The cluster's DNS, which a pod's resolv.conf names, is the test's.
+    process_env = {"PATH": IMAGE_PATH, "HOSTNAME": f"cellflight-{ip}", **env, "CELLFLIGHT_DNS_SERVER": dns_server}
+    process = pod.start(argv, process_env, pod.root / "log")
+    process.pod = pod
+    return process
+
+
+def probe(process, name: str) -> bool:
+    """One run of the container's gRPC probe `name`, as the kubelet runs it:
+    a health check on the pod's address, the probe's port and service,
+    within its timeout; success is SERVING."""
+    spec = container()[name]
+    address = f"{process.pod.ip}:{spec['grpc']['port']}"
+    with grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)]) as channel:
+        request = health_pb2.HealthCheckRequest(service=spec["grpc"].get("service", ""))
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(request, timeout=spec.get("timeoutSeconds", 1))
+        except grpc.RpcError:
+            return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def wait_ready(process, seconds_at_most: float = 60) -> None:
+    """Runs the readiness probe every periodSeconds until it succeeds."""
+    period = container()["readinessProbe"].get("periodSeconds", 10)
+    deadline = time.monotonic() + seconds_at_most
+    while not probe(process, "readinessProbe"):
+        assert process.poll() is None, f"the pod exited: {(process.pod.root / 'log').read_text()}"
+        assert time.monotonic() < deadline, f"not ready: {(process.pod.root / 'log').read_text()}"
+        time.sleep(min(period, 1))
+
+
+def terminate(process) -> int:
+    """As the kubelet stops a pod: SIGTERM, then the grace period."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=pod_spec()["terminationGracePeriodSeconds"])
+    finally:
+        shutil.rmtree(process.pod.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pods(cellflight, data_file, s3):
+    """The Deployment's replicas, ready, over datasets in the test's
+    S3-compatible server; stopped as the kubelet stops them, each cleanly."""
+    missing = missing_flags(cellflight)
+    assert not missing, f"{cellflight.exe} lacks flags the Deployment uses: {missing} (issue 16, parts 1 and 4)"
+    secrets = {
+        "cellflight-s3": s3_secret(s3),
+        "cellflight-users": secret_data(manifest("Secret", "cellflight-users")),
+    }
+    publish_datasets(cellflight, data_file, secrets)
+    peers, _ = host_port(expand(server_flags()["--peers-dns"], {"POD_NAMESPACE": NAMESPACE}))
+    replicas = POD_IPS[: deployment()["spec"]["replicas"]]
+    with headless_service(peers, replicas) as dns_server:
+        started = [start_pod(cellflight.exe, ip, secrets, dns_server) for ip in replicas]
+        try:
+            for process in started:
+                wait_ready(process)
+            yield started
+        finally:
+            assert [terminate(process) for process in started] == [0] * len(started)
+
+
+def advertised(process) -> str:
+    return expand(server_flags()["--advertise"], {"POD_IP": process.pod.ip})
+
+
+def bearer(token: str) -> flight.FlightCallOptions:
+    return flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
+
+
+def test_each_replica_passes_its_readiness_and_liveness_probes(pods):
+    assert len(pods) == deployment()["spec"]["replicas"] == 3
+    for process in pods:
+        assert probe(process, "readinessProbe") and probe(process, "livenessProbe")
+
+
+def test_each_replica_runs_as_the_pods_user_and_reads_the_users_secret_through_its_links(pods):
+    security = pod_spec()["securityContext"]
+    for process in pods:
+        users = process.pod.mounts["/etc/cellflight/users"]
+        assert os.readlink(users / "users.json") == "..data/users.json"
+        assert (users / "..data").is_symlink()
+        assert (users / "users.json").stat().st_mode & 0o777 == 0o440
+        if os.geteuid() == 0:  # only root can become the pod's user
+            status = dict(line.split(":", 1) for line in open(f"/proc/{process.pid}/status"))
+            assert int(status["Uid"].split()[0]) == security["runAsUser"]
+            assert security["fsGroup"] in map(int, status["Groups"].split())
+
+
+def test_a_trainer_of_the_users_secret_reads_every_cell_once_across_the_replicas(pods):
+    token = json.loads(secret_data(manifest("Secret", "cellflight-users"))["users.json"])["users"]["trainer"]["token"]
+    client = flight.connect(advertised(pods[0]))
+    request = {"dataset": "pbmc", "batch_size": 64, "partitions": len(pods), "seed": 1}
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(request)), bearer(token))
+    every_replica = sorted(advertised(process) for process in pods)
+    cells = []
+    for endpoint in info.endpoints:
+        locations = [location.uri.decode() for location in endpoint.locations]
+        assert sorted(locations) == every_replica
+        reader = flight.connect(locations[0]).do_get(endpoint.ticket, bearer(token))
+        table = reader.read_all()
+        real = table.filter(pc.invert(table.column("is_padding")))
+        cells.extend(real.column("cell_id").to_pylist())
+    assert sorted(cells) == list(range(DATASETS["pbmc"][1]))
+    firsts = {endpoint.locations[0].uri.decode() for endpoint in info.endpoints}
+    assert len(firsts) == len(pods), "each partition first goes to a replica of its own"
+
+
+def test_the_analyst_signs_in_with_its_password_and_sees_only_its_dataset(pods):
+    for process in pods:
+        client = flight.connect(advertised(process))
+        signed_in = flight.FlightCallOptions(headers=[client.authenticate_basic_token("analyst", ANALYST_PASSWORD)])
+        listed = [json.loads(info.descriptor.command)["dataset"] for info in client.list_flights(options=signed_in)]
+        assert listed == ["pbmc"]
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            list(client.list_flights())
