@@ -158,11 +158,12 @@ class Pod:
         return arg.replace("0.0.0.0", self.ip)
 
     def start(self, argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-        """Runs `argv` with only `env` (a container inherits nothing else), as
-        the pod's user and groups when this process may switch to them."""
+        """Runs `argv` from the pod's root (the image sets no WORKDIR) with
+        only `env` (a container inherits nothing else), as the pod's user and
+        groups when this process may switch to them."""
         with open(log_path, "w") as log_file:
             return subprocess.Popen(
-                argv, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True, **self._identity()
+                argv, cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True, **self._identity()
             )
 
     def _identity(self) -> dict:

@@ -203,7 +203,7 @@ def test_the_builder_toolchain_is_not_older_than_the_workspace_needs():
 def test_the_image_ships_the_symbol_less_dist_binary_as_its_entrypoint():
     builder, runtime = dockerfile_stages()
     profile = tomllib.loads((REPO / "Cargo.toml").read_text())["profile"]["dist"]
-    assert profile == {"inherits": "release", "strip": "symbols"}
+    assert profile["inherits"] == "release" and profile["strip"] == "symbols"
     build = [c for c in builder.commands() if c[:2] == ["cargo", "build"]]
     assert build == [["cargo", "build", "--profile", "dist", "-p", "cellflight", "--locked"]]
     (copied,) = [c for c in builder.commands() if c[:1] == ["cp"]]
