@@ -318,7 +318,8 @@ def probe(process, name: str) -> bool:
 
 
 def wait_ready(process, seconds_at_most: float = 60) -> None:
-    """Runs the readiness probe every periodSeconds until it succeeds."""
+    """Runs the readiness probe until it succeeds: each second rather than
+    each periodSeconds, to keep the test short."""
     period = container()["readinessProbe"].get("periodSeconds", 10)
     deadline = time.monotonic() + seconds_at_most
     while not probe(process, "readinessProbe"):
@@ -350,8 +351,10 @@ def pods(cellflight, data_file, s3):
     peers, _ = host_port(expand(server_flags()["--peers-dns"], {"POD_NAMESPACE": NAMESPACE}))
     replicas = POD_IPS[: deployment()["spec"]["replicas"]]
     with headless_service(peers, replicas) as dns_server:
-        started = [start_pod(cellflight.exe, ip, secrets, dns_server) for ip in replicas]
+        started = []
         try:
+            for ip in replicas:
+                started.append(start_pod(cellflight.exe, ip, secrets, dns_server))
             for process in started:
                 wait_ready(process)
             yield started
