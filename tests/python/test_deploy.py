@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 import tomllib
+from urllib.parse import urlsplit
 
 import grpc
 import kubernetes_validate
@@ -277,24 +278,38 @@ def s3_secret(s3) -> dict[str, bytes]:
     return {key: value.encode() for key, value in filled.items()}
 
 
-def publish_datasets(cellflight, data_file, secrets) -> None:
-    """Ingests the real files under the Deployment's --data URL, with the
-    object store settings the pods get."""
+def configured(s3) -> dict:
+    """The Deployment's container as an operator configures it for the
+    test's S3-compatible server: --data names that server's bucket (the
+    manifest's is an example, as its README says), under the manifest's
+    prefix. Every other arg is the manifest's."""
+    configured = copy.deepcopy(container())
+    prefix = urlsplit(server_flags()["--data"]).path
+    configured["args"] = [
+        f"--data=s3://{s3.bucket}{prefix}" if arg.startswith("--data=") else arg for arg in configured["args"]
+    ]
+    return configured
+
+
+def publish_datasets(cellflight, data_file, data_url: str, secrets) -> None:
+    """Ingests the real files under `data_url` with the object store
+    settings the pods get."""
     env = {**os.environ, **{k: v.decode() for k, v in secrets["cellflight-s3"].items()}}
     for name, (file, _) in DATASETS.items():
-        ingest = cellflight.argv("ingest", data_file(file), f"{server_flags()['--data']}/{name}")
+        ingest = cellflight.argv("ingest", data_file(file), f"{data_url}/{name}")
         result = subprocess.run(ingest, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
 
 
-def start_pod(binary, ip: str, secrets, dns_server: str) -> subprocess.Popen:
+def start_pod(binary, server: dict, ip: str, secrets, dns_server: str) -> subprocess.Popen:
+    """Runs the container `server` as one pod of the Deployment, at `ip`."""
     _, runtime = dockerfile_stages()
     entrypoint = json.loads(runtime.values("ENTRYPOINT")[0])
     pod = Pod(pod_spec(), pod_root(), ip, NAMESPACE)
     pod.install_image_file(entrypoint[0], binary)
-    pod.mount_volumes(container(), secrets)
-    env = container_env(container(), secrets, {"status.podIP": ip, "metadata.namespace": NAMESPACE})
-    argv = pod.argv(container(), entrypoint, env)
+    pod.mount_volumes(server, secrets)
+    env = container_env(server, secrets, {"status.podIP": ip, "metadata.namespace": NAMESPACE})
+    argv = pod.argv(server, entrypoint, env)
     # The cluster's DNS, which a pod's resolv.conf names, is the test's.
     process_env = {"PATH": IMAGE_PATH, "HOSTNAME": f"cellflight-{ip}", **env, "CELLFLIGHT_DNS_SERVER": dns_server}
     process = pod.start(argv, process_env, pod.root / "log")
@@ -347,14 +362,15 @@ def pods(cellflight, data_file, s3):
         "cellflight-s3": s3_secret(s3),
         "cellflight-users": secret_data(manifest("Secret", "cellflight-users")),
     }
-    publish_datasets(cellflight, data_file, secrets)
+    server = configured(s3)
+    publish_datasets(cellflight, data_file, flags(server)["--data"], secrets)
     peers, _ = host_port(expand(server_flags()["--peers-dns"], {"POD_NAMESPACE": NAMESPACE}))
     replicas = POD_IPS[: deployment()["spec"]["replicas"]]
     with headless_service(peers, replicas) as dns_server:
         started = []
         try:
             for ip in replicas:
-                started.append(start_pod(cellflight.exe, ip, secrets, dns_server))
+                started.append(start_pod(cellflight.exe, server, ip, secrets, dns_server))
             for process in started:
                 wait_ready(process)
             yield started
