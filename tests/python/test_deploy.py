@@ -236,6 +236,10 @@ def test_the_image_runs_as_the_deployments_non_root_user_and_exposes_its_ports()
 # --- The server, started as the Deployment's pods -----------------------------
 
 
+def test_the_binary_knows_every_flag_the_deployment_gives_it(cellflight):
+    assert missing_flags(cellflight) == []
+
+
 def test_the_kubelet_stand_in_expands_variables_as_kubernetes_does():
     env = {"POD_IP": "10.0.0.7"}
     assert expand("grpc://$(POD_IP):50051", env) == "grpc://10.0.0.7:50051"
