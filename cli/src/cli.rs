@@ -280,6 +280,14 @@ pub struct ReplicaArgs {
         requires = "advertise"
     )]
     pub peers_dns: Option<HostPort>,
+    /// The name server --peers-dns asks (its A records), instead of the system's resolver, e.g. 10.96.0.10:53.
+    #[arg(
+        long,
+        env = "CELLFLIGHT_DNS_SERVER",
+        value_name = "IP:PORT",
+        requires = "peers_dns"
+    )]
+    pub dns_server: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -275,7 +275,7 @@ def s3_secret(s3) -> dict[str, bytes]:
         "AWS_ACCESS_KEY_ID": s3.access_key,
         "AWS_SECRET_ACCESS_KEY": s3.secret_key,
         "AWS_REGION": example["AWS_REGION"].decode(),
-        "AWS_ENDPOINT": s3.endpoint_url,
+        "AWS_ENDPOINT": s3.endpoint,
         "AWS_ALLOW_HTTP": "true",
     }
     assert example.keys() <= filled.keys(), "a key of the example Secret the test does not fill"

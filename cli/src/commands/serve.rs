@@ -119,6 +119,7 @@ fn replica_config(args: &ReplicaArgs) -> ReplicaConfig {
         advertise: args.advertise.clone(),
         peers: args.peers.clone(),
         peers_dns: args.peers_dns.clone(),
+        dns_server: args.dns_server,
     }
 }
 

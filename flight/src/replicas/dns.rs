@@ -1,6 +1,7 @@
 //! Replicas found by DNS (`--peers-dns NAME:PORT`): the A/AAAA records of a
 //! name, as a Kubernetes headless Service answers with its ready pods,
-//! asked of the system's resolver (/etc/resolv.conf, /etc/hosts). Looked
+//! asked of the system's resolver (/etc/resolv.conf, /etc/hosts), or, with
+//! `--dns-server`, the A records asked of that name server. Looked
 //! up again when a FlightInfo is made, at most every [`ANSWER_TTL`], each
 //! lookup waited for at most [`LOOKUP_BOUND`]: a slow or failed lookup
 //! keeps the last good answer (and says so in the log) rather than holding
@@ -8,8 +9,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use tokio::sync::Mutex;
 
+use super::dns_query::a_records;
 use super::uri::{HostPort, ReplicaUri, Scheme};
 
 /// How long an answer is used before the name is looked up again.
@@ -21,6 +25,8 @@ pub(crate) const LOOKUP_BOUND: Duration = Duration::from_secs(2);
 pub(crate) struct DnsPeers {
     name: HostPort,
     scheme: Scheme,
+    /// Asked instead of the system's resolver.
+    server: Option<SocketAddr>,
     answer: Mutex<Answer>,
 }
 
@@ -33,10 +39,11 @@ struct Answer {
 
 impl DnsPeers {
     /// Lookups of `name`; each address answered becomes `scheme://ADDRESS:PORT`.
-    pub(crate) fn new(name: HostPort, scheme: Scheme) -> Self {
+    pub(crate) fn new(name: HostPort, scheme: Scheme, server: Option<SocketAddr>) -> Self {
         Self {
             name,
             scheme,
+            server,
             answer: Mutex::default(),
         }
     }
@@ -64,13 +71,27 @@ impl DnsPeers {
 
     async fn look_up(&self) -> Result<Vec<ReplicaUri>, String> {
         let HostPort { host, port } = &self.name;
-        let lookup = tokio::net::lookup_host((host.as_str(), *port));
+        let lookup = async {
+            match self.server {
+                Some(server) => a_records(server, host).await.map(|addresses| {
+                    addresses
+                        .into_iter()
+                        .map(|ip| SocketAddr::from((ip, *port)))
+                        .collect::<Vec<_>>()
+                }),
+                None => tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map(Iterator::collect)
+                    .map_err(|e| e.to_string()),
+            }
+        };
         let addresses = match tokio::time::timeout(LOOKUP_BOUND, lookup).await {
             Err(_) => return Err(format!("no answer within {LOOKUP_BOUND:?}")),
-            Ok(Err(error)) => return Err(error.to_string()),
+            Ok(Err(error)) => return Err(error),
             Ok(Ok(addresses)) => addresses,
         };
         let replicas: Vec<_> = addresses
+            .into_iter()
             .map(|address| ReplicaUri::of_address(self.scheme, address))
             .collect();
         if replicas.is_empty() {

@@ -5,6 +5,7 @@
 //! so that partition p is first sent to replica p mod n.
 
 mod dns;
+mod dns_query;
 mod uri;
 
 use std::collections::BTreeSet;
@@ -25,6 +26,8 @@ pub struct ReplicaConfig {
     pub advertise: Option<ReplicaUri>,
     pub peers: Vec<ReplicaUri>,
     pub peers_dns: Option<HostPort>,
+    /// The name server `peers_dns` is asked of; none: the system's resolver.
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -45,7 +48,7 @@ impl Replicas {
         let dns = config
             .peers_dns
             .clone()
-            .map(|name| DnsPeers::new(name, advertise.scheme()));
+            .map(|name| DnsPeers::new(name, advertise.scheme(), config.dns_server));
         let configured = std::iter::once(advertise.clone())
             .chain(config.peers.iter().cloned())
             .collect();
