@@ -42,26 +42,8 @@ fn write_dataset(dir: &Path, seed: u64) -> Dataset {
         row.sort_unstable();
         indptr.push(indices.len() as u64);
     }
-    let names: Vec<String> = (0..N_CELLS).map(|i| format!("cell_{i}")).collect();
-    let obs = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(
-            OBS_NAME,
-            DataType::Utf8,
-            false,
-        )])),
-        vec![Arc::new(StringArray::from(names))],
-    )
-    .unwrap();
-    let gene_ids: Vec<String> = (0..N_GENES).map(|g| format!("g{g}")).collect();
-    let genes = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(
-            GENE_ID,
-            DataType::Utf8,
-            false,
-        )])),
-        vec![Arc::new(StringArray::from(gene_ids))],
-    )
-    .unwrap();
+    let obs = names(OBS_NAME, (0..N_CELLS).map(|i| format!("cell_{i}")));
+    let genes = names(GENE_ID, (0..N_GENES).map(|g| format!("g{g}")));
     let spec = DatasetSpec {
         n_genes: N_GENES,
         matrix: Some(MatrixSpec {
@@ -78,6 +60,13 @@ fn write_dataset(dir: &Path, seed: u64) -> Dataset {
     writer.append(rows, &obs).unwrap();
     writer.finish(&genes, test_description(vec![])).unwrap();
     Dataset::open(dir).unwrap()
+}
+
+/// A table of one string column, `column`.
+fn names(column: &str, values: impl Iterator<Item = String>) -> RecordBatch {
+    let field = Field::new(column, DataType::Utf8, false);
+    let values = StringArray::from(values.collect::<Vec<_>>());
+    RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![Arc::new(values)]).unwrap()
 }
 
 /// Every row of `batches`, as (indices, values) lists.

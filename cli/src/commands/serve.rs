@@ -470,7 +470,7 @@ mod tests {
             "--peers=grpc://10.0.0.2:50051,grpc://10.0.0.3:50051",
             "--peers-dns=cellflight.default.svc:50051",
         ]);
-        let replicas = service_config(&args, "/data".into()).replicas;
+        let replicas = service_config(&args, local("/data"), Path::new("/cache")).replicas;
         let uri = |text: &str| text.parse::<ReplicaUri>().unwrap();
         assert_eq!(replicas.advertise, Some(uri("grpc://10.0.0.1:50051")));
         assert_eq!(

@@ -165,10 +165,9 @@ mod tests {
 
     #[test]
     fn a_name_that_does_not_exist_has_no_addresses_and_other_errors_say_their_code() {
-        assert_eq!(
-            decode_answer(&answer(9, RCODE_NXDOMAIN, &[])).unwrap(),
-            vec![]
-        );
+        assert!(decode_answer(&answer(9, RCODE_NXDOMAIN, &[]))
+            .unwrap()
+            .is_empty());
         assert!(decode_answer(&answer(9, 2, &[]))
             .unwrap_err()
             .contains("code 2"));

@@ -95,7 +95,10 @@ pub fn prune(
 ) -> Result<VersionsRemoved, StoreError> {
     let current = read_pointer(remote, name)?;
     let mut versions = published_versions(remote, name)?;
-    versions.sort_by_key(|(_, published)| published.at);
+    // Publication order. Object stores keep times to the second, so the
+    // pointer breaks ties: the current version was published last.
+    let is_current = |version: &String| Some(version) == current.as_ref();
+    versions.sort_by_key(|(version, published)| (is_current(version), published.at));
     let mut outcome = VersionsRemoved::default();
     for (i, (version, published)) in versions.iter().enumerate() {
         // An unfinished upload (no manifest) counts from its last write.
@@ -103,7 +106,7 @@ pub fn prune(
         let expired = superseded
             .or((!published.finished).then_some(published.at))
             .is_some_and(|since| since + keep_for < now);
-        let removable = Some(version) != current.as_ref() && expired;
+        let removable = !is_current(version) && expired;
         if removable {
             remove_all(remote, &remote.path([name, VERSIONS_DIR, version]))?;
             outcome.removed.push(version.clone());
