@@ -94,6 +94,7 @@ impl ServedDatasets {
         let snapshot = CatalogSnapshot::with_collections(datasets, collections, default)?;
         tracing::info!(?snapshot, "catalog refreshed");
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
+        self.retain_table_copies();
         Ok(snapshot)
     }
 
@@ -116,6 +117,7 @@ impl ServedDatasets {
                     other => Arc::new(other?),
                 };
                 self.pin(dataset.clone());
+                self.retain_table_copies();
                 dataset
             }
         };
@@ -144,6 +146,29 @@ impl ServedDatasets {
         let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
         pinned.insert(0, dataset);
         pinned.truncate(PINNED_VERSIONS);
+    }
+
+    /// Removes the local copies of the versions neither current nor pinned
+    /// (from an object store). Failing to is no reason to fail a request:
+    /// it is said, and tried again at the next refresh or pin.
+    fn retain_table_copies(&self) {
+        let Source::Remote(catalog) = &self.source else {
+            return;
+        };
+        let snapshot = self.snapshot();
+        let pinned = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let current = snapshot.datasets().filter_map(|served| match served {
+            Served::Dataset(dataset) => Some(dataset.manifest()),
+            Served::Collection(_) => None,
+        });
+        let served = current.chain(pinned.iter().map(|dataset| dataset.manifest()));
+        if let Err(error) = catalog.retain_table_copies(served) {
+            tracing::warn!("removing table copies of versions no longer served: {error}");
+        }
     }
 }
 

@@ -124,6 +124,12 @@ fn catalog(fixture: &Fixture, cache_bytes: u64) -> RemoteCatalog {
     RemoteCatalog::open(fixture.remote.clone(), &config).unwrap()
 }
 
+/// The matrix of the current version of `cells`.
+fn current_matrix(catalog: &RemoteCatalog) -> Arc<RemoteMatrix> {
+    let dataset = catalog.open_current("cells").unwrap();
+    dataset.remote_matrix().unwrap().clone()
+}
+
 #[test]
 fn rows_read_by_ranges_equal_the_local_files_rows() {
     let fixture = fixture();
@@ -156,12 +162,7 @@ fn rows_read_by_ranges_equal_the_local_files_rows() {
 fn a_second_read_comes_from_the_cache_and_a_damaged_block_is_fetched_again() {
     let fixture = fixture();
     let catalog = catalog(&fixture, 1 << 30);
-    let matrix = catalog
-        .open_current("cells")
-        .unwrap()
-        .remote_matrix()
-        .unwrap()
-        .clone();
+    let matrix = current_matrix(&catalog);
     let first = rows(&matrix.cells(&[0..N_CELLS]).unwrap());
     let gets = catalog.stats().gets;
     assert_eq!(rows(&matrix.cells(&[0..N_CELLS]).unwrap()), first);
@@ -184,12 +185,7 @@ fn a_cache_smaller_than_a_block_still_reads_right() {
     let fixture = fixture();
     let local = Dataset::open(&fixture.local).unwrap();
     let catalog = catalog(&fixture, 100);
-    let matrix = catalog
-        .open_current("cells")
-        .unwrap()
-        .remote_matrix()
-        .unwrap()
-        .clone();
+    let matrix = current_matrix(&catalog);
     let expected = local.matrix().unwrap().cells(0..N_CELLS).unwrap();
     assert_eq!(rows(&matrix.cells(&[0..N_CELLS]).unwrap()), rows(&expected));
     assert_eq!(catalog.stats().cache_bytes, 0);
@@ -240,6 +236,58 @@ fn a_replaced_version_stays_readable_until_pruned() {
     );
     let gone = catalog.open_version("cells", &old).unwrap_err();
     assert!(gone.is_not_found(), "{gone}");
+}
+
+#[test]
+fn table_copies_of_versions_no_longer_served_are_removed_and_open_ones_still_read() {
+    let fixture = fixture();
+    let catalog = catalog(&fixture, 1 << 30);
+    let old = catalog.open_current("cells").unwrap();
+    write_dataset(&fixture.local, 2);
+    publish(&fixture.remote, &fixture.local, true).unwrap();
+    let new = catalog.open_current("cells").unwrap();
+    let (old_version, new_version) = (&old.manifest().version, &new.manifest().version);
+    let copies = || {
+        let mut versions: Vec<String> = std::fs::read_dir(fixture.cache.join("tables/cells"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        versions.sort();
+        versions
+    };
+    let mut both = vec![old_version.clone(), new_version.clone()];
+    both.sort();
+    assert_eq!(copies(), both);
+
+    catalog.retain_table_copies([new.manifest()]).unwrap();
+    assert_eq!(copies(), vec![new_version.clone()]);
+    let cells: usize = old
+        .cells()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    assert_eq!(cells as u64, N_CELLS, "the old version, open, still reads");
+    let reopened = catalog.open_version("cells", old_version).unwrap();
+    assert_eq!(
+        &reopened.manifest().version,
+        old_version,
+        "and is copied again when asked for"
+    );
+}
+
+#[test]
+fn a_server_starts_without_the_table_copies_of_an_earlier_run() {
+    let fixture = fixture();
+    let version = catalog(&fixture, 1 << 30)
+        .open_current("cells")
+        .unwrap()
+        .manifest()
+        .version
+        .clone();
+    assert!(fixture.cache.join("tables/cells").join(&version).exists());
+    let _restarted = catalog(&fixture, 1 << 30);
+    assert!(!fixture.cache.join("tables").exists());
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! The datasets published under an object store prefix, opened for
 //! serving: each version's two Parquet tables copied once to the local
 //! cache (SQL scans them whole, and they are small beside the matrix), its
-//! matrix read by ranged reads through the block cache.
+//! matrix read by ranged reads through the block cache. The copies of
+//! versions no longer served are removed (`retain_table_copies`), so a
+//! server's disk does not grow with every version published while it runs.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use cellflight_schemas::Manifest;
 use object_store::path::Path as ObjectPath;
@@ -24,7 +27,7 @@ pub struct RemoteCatalogConfig {
     /// Holds `tables/NAME/VERSION/` (the Parquet copies) and `blocks/`.
     pub cache_dir: PathBuf,
     /// Bound of the block cache (the copied tables are not counted: they
-    /// are the versions being served).
+    /// are the versions being served, and only those are kept).
     pub cache_bytes: u64,
 }
 
@@ -45,6 +48,9 @@ pub struct RemoteReadStats {
 pub struct RemoteCatalog {
     remote: RemoteStore,
     tables: PathBuf,
+    /// Held from copying a version's tables to opening them, and while
+    /// copies are removed: a copy is never removed in between.
+    copying: Mutex<()>,
     blocks: Arc<BlockCache>,
     counters: Arc<ReadCounters>,
 }
@@ -54,9 +60,13 @@ impl RemoteCatalog {
         let blocks_dir = config.cache_dir.join("blocks");
         let blocks = BlockCache::open(&blocks_dir, config.cache_bytes)
             .map_err(StoreError::io(&blocks_dir))?;
+        // Copies left by an earlier run: no dataset has them open.
+        let tables = config.cache_dir.join("tables");
+        remove_dir(&tables)?;
         Ok(Self {
             remote,
-            tables: config.cache_dir.join("tables"),
+            tables,
+            copying: Mutex::default(),
             blocks: Arc::new(blocks),
             counters: Arc::default(),
         })
@@ -136,6 +146,7 @@ impl RemoteCatalog {
                 ),
             });
         }
+        let copying = self.copying.lock().unwrap_or_else(|e| e.into_inner());
         let copy = self.copy_tables(name, &manifest, &files)?;
         let matrix = match &manifest.matrix {
             None => None,
@@ -151,7 +162,32 @@ impl RemoteCatalog {
                 Some(Arc::new(matrix))
             }
         };
-        Dataset::open_copy(&copy, matrix)
+        let dataset = Dataset::open_copy(&copy, matrix);
+        drop(copying);
+        dataset
+    }
+
+    /// Removes the table copies of every version but the `served` ones
+    /// (manifests of the versions a server holds open: current and
+    /// pinned). Datasets still open on a removed copy keep reading it (they
+    /// hold its files open); a version asked for again is copied again.
+    pub fn retain_table_copies<'a>(
+        &self,
+        served: impl IntoIterator<Item = &'a Manifest>,
+    ) -> Result<(), StoreError> {
+        let served: HashSet<(&str, &str)> = served
+            .into_iter()
+            .map(|m| (m.name.as_str(), m.version.as_str()))
+            .collect();
+        let _copying = self.copying.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, name_dir) in subdirectories(&self.tables)? {
+            for (version, copy) in subdirectories(&name_dir)? {
+                if !served.contains(&(name.as_str(), version.as_str())) {
+                    remove_dir(&copy)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn manifest(&self, path: &ObjectPath) -> Result<Manifest, StoreError> {
@@ -217,5 +253,31 @@ impl RemoteCatalog {
             }
         }
         Ok(copy)
+    }
+}
+
+/// The directories in `dir` (none when it does not exist), with their names.
+fn subdirectories(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        other => other.map_err(StoreError::io(dir))?,
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io(dir))?;
+        if entry.file_type().map_err(StoreError::io(dir))?.is_dir() {
+            found.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            ));
+        }
+    }
+    Ok(found)
+}
+
+fn remove_dir(dir: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(StoreError::io(dir)),
     }
 }
