@@ -45,11 +45,16 @@ export CELLFLIGHT_TEST_DATA
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo clippy, and the build the tests run"
+# One compilation for both: clippy-driver is rustc with clippy's lints, so
+# building the workspace's own crates with it (the dependencies are built by
+# rustc as usual) lints every target and leaves the artifacts the tests run.
+# `cargo clippy` would compile every dependency a second time, in check mode:
+# 11 minutes of a run from an empty cache here.
+export RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/clippy-rustc.sh"
+cargo build --workspace --all-targets --locked
 
 step "cargo test"
-cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
 
 step "pytest"
