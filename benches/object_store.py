@@ -57,9 +57,8 @@ from stream import Reader, machine, plan  # noqa: E402
 REQUEST = {"dataset": "cells", "batch_size": 64, "block_size": 16, "fetch_factor": 64, "partitions": 1, "seed": 1}
 CELLS_PER_FETCH = REQUEST["block_size"] * REQUEST["fetch_factor"]
 REPLICA_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-# Seconds: the client's failover_timeout in the failover rows. Above what a
-# replica with an empty cache takes to start a partition from moto here, so
-# that a slow first fetch is not taken for a hung replica.
+# Seconds: the client's failover_timeout in the failover rows, how long a
+# replica may leave its keepalive pings unanswered before it counts as hung.
 FAILOVER_TIMEOUT = 5.0
 
 
@@ -237,13 +236,16 @@ def main():
     print_tables(report)
 
 
+def generate(cellflight: Path, output: str, cells: int, env: dict | None = None) -> None:
+    argv = [str(cellflight), "generate", output, "--cells", str(cells), "--seed", "7"]
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+
+
 def run(args, cellflight: Path, s3) -> dict:
-    generate = [str(cellflight), "generate", "--cells", str(args.cells), "--seed", "7"]
     local = args.work / "local"
-    for output, env in ((str(local / "cells"), None), (s3.url("bench", "cells"), s3.env())):
-        subprocess.run([*generate[:2], output, *generate[2:]], check=True, env=env, stdout=subprocess.DEVNULL)
-    failover_data = [str(cellflight), "generate", s3.url("failover", "cells"), "--cells", str(args.failover_cells), "--seed", "7"]
-    subprocess.run(failover_data, check=True, env=s3.env(), stdout=subprocess.DEVNULL)
+    generate(cellflight, str(local / "cells"), args.cells)
+    generate(cellflight, s3.url("bench", "cells"), args.cells, s3.env())
+    generate(cellflight, s3.url("failover", "cells"), args.failover_cells, s3.env())
     subprocess.run(["cat", str(local / "cells" / "matrix.arrow")], check=True, stdout=subprocess.DEVNULL)
     matrix_key = next(k for k in s3.keys("bench/cells/v/") if k.endswith("matrix.arrow"))
     proxy, proxy_address = start_proxy(s3.endpoint.removeprefix("http://"), args.rtt_ms)
