@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use cellflight_engine::{Caller, EngineConfig};
 use cellflight_flight::{
-    AuthConfig, ConnectionLimits, Layers, ReplicaConfig, Server, ServerError, ServiceConfig,
-    StreamLimits, TlsFiles,
+    lingering_close, AuthConfig, ConnectionLimits, Layers, ReplicaConfig, Server, ServerError,
+    ServiceConfig, StreamLimits, TlsFiles,
 };
 use cellflight_generate::{generate, GenerateOptions};
 use cellflight_sql::SqlLimits;
@@ -192,7 +192,8 @@ async fn serve(server: Arc<Server>, args: &ServeArgs) -> Result<(), CommandError
 }
 
 /// Serves until SIGINT or SIGTERM, then until the open streams end or
-/// `grace` is over, whichever comes first.
+/// `grace` is over, whichever comes first. A connection closes only once
+/// its client has read the end of its last stream (`lingering_close`).
 async fn serve_until_shutdown(
     server: &Server,
     (tcp_router, tcp): (Router<Layers>, TcpListener),
@@ -200,10 +201,15 @@ async fn serve_until_shutdown(
     grace: std::time::Duration,
 ) -> Result<(), CommandError> {
     let shutdown = shutdown_signal().shared();
-    let tcp =
-        tcp_router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), shutdown.clone());
+    let tcp = tcp_router.serve_with_incoming_shutdown(
+        lingering_close(TcpListenerStream::new(tcp)),
+        shutdown.clone(),
+    );
     let unix = unix.map(|(router, unix)| {
-        router.serve_with_incoming_shutdown(UnixListenerStream::new(unix), shutdown.clone())
+        router.serve_with_incoming_shutdown(
+            lingering_close(UnixListenerStream::new(unix)),
+            shutdown.clone(),
+        )
     });
     let served = async {
         match unix {
