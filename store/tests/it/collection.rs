@@ -16,8 +16,7 @@ use arrow_schema::{DataType, Field, Schema};
 use cellflight_schemas::{Categorical, CollectionDefinition, DatasetName, Join, ValueType};
 use cellflight_store::*;
 
-mod support;
-use support::test_description;
+use crate::support::test_description;
 
 /// One member to write: its genes (by `gene_id`), rows as (gene, value)
 /// entries, and obs columns beside `obs_name`.

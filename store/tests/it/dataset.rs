@@ -11,8 +11,7 @@ use arrow_schema::{DataType, Field, Schema};
 use cellflight_schemas::{Categorical, ValueType};
 use cellflight_store::*;
 
-mod support;
-use support::test_description;
+use crate::support::test_description;
 
 /// A tiny matrix: 5 cells × 4 genes, with an explicit zero and an empty cell.
 struct Example {

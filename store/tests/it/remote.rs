@@ -17,8 +17,7 @@ use cellflight_store::*;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 
-mod support;
-use support::test_description;
+use crate::support::test_description;
 
 const N_CELLS: u64 = 23;
 const N_GENES: u64 = 300;
