@@ -51,12 +51,13 @@ import pyarrow.flight as flight
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benches"), str(ROOT / "tests" / "python"), str(ROOT / "python" / "src")]
 import cellflight as cf  # noqa: E402
+from cli import Cellflight  # noqa: E402
+from replicas import three_replicas  # noqa: E402
 from s3_server import free_port, start_s3_server  # noqa: E402
 from stream import Reader, machine, plan  # noqa: E402
 
 REQUEST = {"dataset": "cells", "batch_size": 64, "block_size": 16, "fetch_factor": 64, "partitions": 1, "seed": 1}
 CELLS_PER_FETCH = REQUEST["block_size"] * REQUEST["fetch_factor"]
-REPLICA_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 # Seconds: the client's failover_timeout in the failover rows, how long a
 # replica may leave its keepalive pings unanswered before it counts as hung.
 FAILOVER_TIMEOUT = 5.0
@@ -77,10 +78,10 @@ def metrics(port: int) -> dict[str, float]:
 class Server:
     """`cellflight serve` of `data` with a metrics port and its own cache."""
 
-    def __init__(self, cellflight: Path, data: str, env: dict, cache_dir: Path, *flags, host="127.0.0.1", port=0):
+    def __init__(self, cellflight: Path, data: str, env: dict, cache_dir: Path):
         self.metrics_port = free_port()
-        argv = [str(cellflight), "serve", "--data", data, "--listen", f"{host}:{port}", "--cache-dir", str(cache_dir),
-                "--metrics", f"127.0.0.1:{self.metrics_port}", *flags]  # fmt: skip
+        argv = [str(cellflight), "serve", "--data", data, "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir),
+                "--metrics", f"127.0.0.1:{self.metrics_port}"]  # fmt: skip
         self.log = tempfile.NamedTemporaryFile("w+", prefix="cellflight-serve-", suffix=".log")
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         first = self.process.stdout.readline()
@@ -94,7 +95,6 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
             self.process.kill()
             self.process.wait(timeout=30)
 
@@ -178,17 +178,11 @@ def failover(cellflight: Path, data: str, env: dict, caches: Path, lose: signal.
     once a fifth of the epoch has been read. The longest wait for a batch
     after that, the median one before, and whether the epoch was exactly
     once."""
-    port = free_port(REPLICA_HOSTS[0])
-    peers = ",".join(f"grpc://{host}:{port}" for host in REPLICA_HOSTS)
-    replicas = []
-    try:
-        for host in REPLICA_HOSTS:
-            flags = ("--advertise", f"grpc://{host}:{port}", "--peers", peers)
-            replicas.append(Server(cellflight, data, env, caches / f"{lose.name}-{host}", *flags, host=host, port=port))
-        client = cf.connect(replicas[0].address, failover_timeout=FAILOVER_TIMEOUT)
+    with three_replicas(Cellflight(cellflight), data, env=env, caches=caches / lose.name) as replicas:
+        client = cf.connect(replicas[0].uri, failover_timeout=FAILOVER_TIMEOUT)
         loader = client.loader(**{k: v for k, v in REQUEST.items() if k != "partitions"}, streams=1)
         serving, total = loader.streams()[0].locations[0], loader.plan().total_records
-        victim = next(r for r in replicas if r.address == serving)
+        victim = next(r for r in replicas if r.uri == serving)
         lost = False
         seen, waits_before, waits_after = [], [], []
         last = time.monotonic()
@@ -206,9 +200,6 @@ def failover(cellflight: Path, data: str, env: dict, caches: Path, lose: signal.
                "failover_timeout": FAILOVER_TIMEOUT, "cells": len(seen), "exactly_once": exactly_once}  # fmt: skip
         print(json.dumps(row), flush=True)
         return row
-    finally:
-        for replica in replicas:
-            replica.stop()
 
 
 def main():
